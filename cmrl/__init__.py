@@ -1,0 +1,1 @@
+"""cmrl: offline RL with consistency-model policies."""
