@@ -1,0 +1,101 @@
+"""The consistency-training objective (Song et al. 2023, Eq. 10; Song & Dhariwal 2023):
+
+    L^N(theta, theta^-) = E_n[ lambda(sigma_n) d( f_theta(x + sigma_{n+1} z, sigma_{n+1}),
+                                                  f_theta^-(x + sigma_n z, sigma_n) ) ]
+
+with z ~ N(0, I) shared by both terms, n drawn by the configured index sampling over the N(k)-point
+Karras grid, and theta^- the EMA teacher (CT) or sg(theta) (iCT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .config import ConsistencyConfig
+from .curriculum import ct_num_scales, ct_teacher_ema, ict_num_scales
+from .karras import karras_sigmas
+from .metrics import default_huber_c, inverse_delta_weight, pseudo_huber, squared_l2
+from .noise import lognormal_index_probs, uniform_indices
+
+
+@dataclass
+class NoisePairs:
+    """One CT training example per row: the shared noise z and the adjacent levels sigma_n < sigma_{n+1}."""
+
+    z: Tensor  # (B, D) standard normal
+    sigma: Tensor  # (B, 1) sigma_n, the teacher's level
+    sigma_next: Tensor  # (B, 1) sigma_{n+1}, the student's level
+    index: Tensor  # (B,) n, 0-based on the current grid
+
+    def student_input(self, x0: Tensor) -> Tensor:
+        """x + sigma_{n+1} z."""
+        return x0 + self.sigma_next * self.z
+
+    def teacher_input(self, x0: Tensor) -> Tensor:
+        """x + sigma_n z."""
+        return x0 + self.sigma * self.z
+
+
+class ConsistencyTraining:
+    """The schedule-dependent parts of CT/iCT: N(k), the grid, noise pairs, the weighted distance."""
+
+    def __init__(self, cfg: ConsistencyConfig, total_steps: int, data_dim: int):
+        cfg.validate()
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.cfg = cfg
+        self.total_steps = total_steps
+        self.huber_c = cfg.huber_c if cfg.huber_c is not None else default_huber_c(data_dim)
+        self._grids: dict[tuple[int, str], tuple[Tensor, Optional[Tensor]]] = {}
+
+    def num_scales(self, step: int) -> int:
+        """N(k) at global step k."""
+        c = self.cfg
+        if c.curriculum == "ct":
+            return ct_num_scales(step, self.total_steps, c.s0, c.s1)
+        if c.curriculum == "ict":
+            return ict_num_scales(step, self.total_steps, c.s0, c.s1)
+        return c.s1 + 1
+
+    def teacher_decay(self, step: int) -> Optional[float]:
+        """mu(k) for the EMA teacher, or None when the teacher is sg(theta)."""
+        if self.cfg.teacher != "ema":
+            return None
+        return ct_teacher_ema(self.num_scales(step), self.cfg.s0, self.cfg.teacher_mu0)
+
+    def grid(self, num_scales: int, device: torch.device) -> tuple[Tensor, Optional[Tensor]]:
+        """The float32 grid on `device` and, for lognormal sampling, the index probabilities (cached)."""
+        key = (num_scales, str(device))
+        if key not in self._grids:
+            c = self.cfg
+            sigmas = karras_sigmas(num_scales, c.sigma_min, c.sigma_max, c.rho)
+            probs = (lognormal_index_probs(sigmas, c.p_mean, c.p_std).float().to(device)
+                     if c.index_sampling == "lognormal" else None)
+            self._grids[key] = (sigmas.float().to(device), probs)
+        return self._grids[key]
+
+    def sample_pairs(self, batch_size: int, data_dim: int, step: int, device: torch.device,
+                     generator: torch.Generator | None = None) -> NoisePairs:
+        """Draw n, z for one batch at global step k."""
+        sigmas, probs = self.grid(self.num_scales(step), device)
+        if probs is None:
+            index = uniform_indices(batch_size, sigmas.numel(), generator, device)
+        else:
+            index = torch.multinomial(probs, batch_size, replacement=True, generator=generator)
+        z = torch.randn(batch_size, data_dim, device=device, generator=generator)
+        return NoisePairs(z=z, sigma=sigmas[index].unsqueeze(-1), sigma_next=sigmas[index + 1].unsqueeze(-1),
+                          index=index)
+
+    def loss(self, student: Tensor, teacher: Tensor, pairs: NoisePairs) -> Tensor:
+        """lambda(sigma_n) d(student, teacher), one value per row (the teacher is detached here)."""
+        teacher = teacher.detach()
+        if self.cfg.metric == "l2":
+            dist = squared_l2(student, teacher)
+        else:
+            dist = pseudo_huber(student, teacher, self.huber_c)
+        if self.cfg.weighting == "inverse_delta":
+            dist = dist * inverse_delta_weight(pairs.sigma, pairs.sigma_next).squeeze(-1)
+        return dist
