@@ -1,0 +1,4 @@
+"""Q-critics."""
+from .q_ensemble import QEnsemble
+
+__all__ = ["QEnsemble"]

@@ -1,0 +1,4 @@
+"""Policy families."""
+from .consistency_policy import ConsistencyPolicy
+
+__all__ = ["ConsistencyPolicy"]

@@ -1,0 +1,45 @@
+"""A state-conditioned consistency policy pi(a | s) over normalised actions in [-1, 1]."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cmrl.consistency import ConsistencyConfig, consistency_output, multistep_sample, network_inputs
+from cmrl.nn import SinusoidalEmbedding, mlp
+
+
+class ConsistencyPolicy(nn.Module):
+    """f_theta(x, sigma | s): the consistency function of actions given the state.
+
+    The network F sees [c_in(sigma) x, emb(c_noise(sigma)), s]; the output is combined with x by
+    `cmrl.consistency.consistency_output`, bounded (tanh) by default so that actions stay in [-1, 1]
+    while f(x, sigma_min | s) = x holds exactly. Acting draws z ~ N(0, sigma_max^2 I) and applies
+    Algorithm 1 over the given sigmas.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], time_embed_dim: int,
+                 consistency: ConsistencyConfig, bounded: bool = True):
+        super().__init__()
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.sigma_min, self.sigma_data = consistency.sigma_min, consistency.sigma_data
+        self.bounded = bounded
+        self.embed = SinusoidalEmbedding(time_embed_dim)
+        self.net = mlp(action_dim + time_embed_dim + obs_dim, hidden_dims, action_dim)
+
+    def forward(self, x: Tensor, sigma: Tensor, obs: Tensor) -> Tensor:
+        """f_theta(x, sigma | s) for x: (B, A), sigma: (B, 1), obs: (B, S) -> (B, A)."""
+        x_in, t = network_inputs(x, sigma, self.sigma_data)
+        out = self.net(torch.cat([x_in, self.embed(t), obs], dim=-1))
+        return consistency_output(x, sigma, out, self.sigma_min, self.sigma_data, self.bounded)
+
+    def sample(self, obs: Tensor, sigmas: Sequence[float], generator: torch.Generator | None = None,
+               noise: Optional[Sequence[Tensor]] = None) -> Tensor:
+        """Actions (B, A) by one- or multistep consistency sampling; differentiable w.r.t. theta.
+
+        The noise z_1..z_n is drawn from `generator`, or given as `noise` (see `sampling_noise`).
+        """
+        return multistep_sample(lambda x, s: self(x, s, obs), (obs.shape[0], self.action_dim), sigmas,
+                                self.sigma_min, device=obs.device, dtype=obs.dtype, generator=generator,
+                                noise=noise)
