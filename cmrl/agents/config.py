@@ -1,0 +1,82 @@
+"""The configuration of the consistency agents (one schema for Consistency-BC and Consistency-AC)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from cmrl.consistency import ConsistencyConfig
+
+ALGOS = ("consistency_ac", "consistency_bc")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class AgentConfig:
+    algo: str = "consistency_ac"  # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)  # the CT/iCT objective (presets: agent/consistency=ct|ict)
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # actor MLP widths (Mish)
+    critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic MLP widths (Mish)
+    time_embed_dim: int = 16  # sinusoidal features of c_noise(sigma) fed to the actor
+    bounded_actions: bool = True  # tanh-bounded consistency function: actions stay in [-1, 1], boundary condition exact
+    actor_lr: float = 3e-4  # Adam learning rate of the policy
+    critic_lr: float = 3e-4  # Adam learning rate of the critics
+    lr_schedule: str = "cosine"  # cosine (decays per step to min_lr_ratio * lr over the run) | constant
+    lr_warmup_steps: int = 0  # linear warm-up steps before the schedule
+    min_lr_ratio: float = 0.0  # final learning rate as a fraction of the initial one (cosine)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    actor_grad_clip: float = 10.0  # max global gradient norm of the actor; <= 0 disables clipping
+    critic_grad_clip: float = 10.0  # max global gradient norm of the critics; <= 0 disables clipping
+    discount: float = 0.99  # gamma
+    tau: float = 0.005  # Polyak rate of the target critics
+    ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
+    eta: float = 1.0  # weight of the Q loss -Q(s, pi(s)) / mean|Q| in the actor loss (consistency_ac)
+    max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL)
+    backup_samples: int = 10  # actions sampled per next state for max_q_backup
+    ema_decay: float = 0.995  # EMA of the policy used for acting and for target actions; 0 = use the student
+    ema_start_step: int = 1000  # before this step the EMA policy is a copy of the student
+    train_sampling_steps: int = 2  # sampling steps for target actions and the actor's Q loss
+    act_sampling_steps: int = 2  # sampling steps when acting
+    train_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for training sampling; None = Karras
+    act_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for acting; None = Karras
+    act_candidates: int = 1  # N > 1: sample N actions per state and take the one with the highest min-Q
+    compile: bool = False  # torch.compile the update (fast path; ~1 min cold compile)
+
+    def validate(self, prefix: str = "agent") -> None:
+        """Raise ValueError naming the offending key for any value outside its domain."""
+        if self.algo not in ALGOS:
+            raise ValueError(f"{prefix}.algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"{prefix}.lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {self.lr_schedule!r}")
+        self.consistency.validate(f"{prefix}.consistency")
+        for key in ("hidden_dims", "critic_hidden_dims"):
+            dims = getattr(self, key)
+            if not dims or any(d < 1 for d in dims):
+                raise ValueError(f"{prefix}.{key} must be a non-empty list of positive widths, got {dims}")
+        positive = {"actor_lr": self.actor_lr, "critic_lr": self.critic_lr, "ensemble_size": self.ensemble_size,
+                    "backup_samples": self.backup_samples, "train_sampling_steps": self.train_sampling_steps,
+                    "act_sampling_steps": self.act_sampling_steps, "act_candidates": self.act_candidates}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{prefix}.{key} must be > 0, got {value}")
+        unit = {"discount": self.discount, "tau": self.tau, "ema_decay": self.ema_decay,
+                "min_lr_ratio": self.min_lr_ratio}
+        for key, value in unit.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{prefix}.{key} must be in [0, 1], got {value}")
+        if self.eta < 0 or self.weight_decay < 0 or self.lr_warmup_steps < 0 or self.ema_start_step < 0:
+            raise ValueError(f"{prefix}: eta, weight_decay, lr_warmup_steps and ema_start_step must be >= 0")
+        if self.time_embed_dim < 4 or self.time_embed_dim % 2:
+            raise ValueError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
+        if self.algo == "consistency_bc" and self.act_candidates > 1:
+            raise ValueError(f"{prefix}.act_candidates > 1 picks actions by Q, but consistency_bc has no critic; "
+                             "set act_candidates=1 or use agent=consistency_ac")
+        for key, steps in (("train_sampling_sigmas", self.train_sampling_steps),
+                           ("act_sampling_sigmas", self.act_sampling_steps)):
+            sigmas = getattr(self, key)
+            if sigmas is None:
+                continue
+            if len(sigmas) != steps or any(a <= b for a, b in zip(sigmas, sigmas[1:])):
+                raise ValueError(f"{prefix}.{key} must hold {steps} strictly decreasing sigmas "
+                                 f"(one per sampling step), got {sigmas}")
+            if sigmas[-1] <= self.consistency.sigma_min or sigmas[0] > self.consistency.sigma_max:
+                raise ValueError(f"{prefix}.{key} must lie in (sigma_min, sigma_max], got {sigmas}")

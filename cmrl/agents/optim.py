@@ -1,0 +1,42 @@
+"""Optimisers, learning-rate schedules and gradient clipping shared by the agents."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (Adam when weight_decay = 0), foreach implementation."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int, min_ratio: float) -> float:
+    """Multiplier of the base learning rate after `step` optimiser steps.
+
+    Linear warm-up over `warmup_steps`, then cosine from 1 to `min_ratio` at `total_steps`:
+    factor = min_ratio + (1 - min_ratio) (1 + cos(pi p)) / 2 with p the fraction of the decay done.
+    The schedule advances once per gradient step, so it really decays over the run.
+    """
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    p = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, schedule: str, warmup_steps: int,
+                   min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR over `lr_factor`, to be stepped after every optimiser step."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, schedule, warmup_steps, min_ratio))
+
+
+def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip the global gradient norm to max_norm (<= 0: no clipping) and return the norm before clipping."""
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]))
