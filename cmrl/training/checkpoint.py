@@ -14,7 +14,6 @@ so a file corrupted in place without changing its length may still load.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import random
 import uuid
@@ -25,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+import cmrl
 from cmrl.errors import UserError
 
 FORMAT_VERSION = 1
@@ -35,18 +35,12 @@ _PLAIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, type(None), to
 _CONTAINERS = (dict, OrderedDict, Counter, list, tuple, set)
 _HOW_TO_POINT = "`resume=` / `checkpoint=` must point at a checkpoint.pt written by scripts/train.py"
 
-
 class CheckpointError(UserError):
     """A checkpoint cannot be written or read; the message says which file and what to do."""
 
-
 def cmrl_version() -> str:
-    """The installed cmrl version, or ``"unknown"`` when cmrl runs from a source tree without install."""
-    try:
-        return importlib.metadata.version("cmrl")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
+    """The version of the cmrl code that wrote a checkpoint."""
+    return cmrl.__version__
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
     """Write ``payload`` (plus ``format_version`` and ``cmrl_version``) to ``path`` atomically.
@@ -74,7 +68,6 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     required_keys: Sequence[str] = ()) -> dict[str, Any]:
@@ -117,7 +110,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         )
     return payload
 
-
 def rng_state() -> dict[str, Any]:
     """The global generator states of python ``random``, NumPy, torch CPU and (when available) CUDA,
     as tensors and plain values that a checkpoint can hold."""
@@ -137,7 +129,6 @@ def rng_state() -> dict[str, Any]:
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
-
 def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore states captured by :func:`rng_state` (tensors may sit on any device).
 
@@ -155,7 +146,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         for device, device_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(device_state.cpu(), device)
-
 
 def _check_plain(value: Any, where: str) -> None:
     """Raise CheckpointError naming the first value under ``where`` that weights_only loading refuses."""

@@ -1,0 +1,63 @@
+"""From raw environment observations to environment actions: transforms around an agent."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from cmrl.agents import Agent, make_agent
+from cmrl.data.transforms import DataTransforms
+from cmrl.training.checkpoint import load_checkpoint
+from cmrl.training.config import TrainConfig
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def make_act_fn(agent: Agent, transforms: DataTransforms, seed: int) -> ActFn:
+    """obs (B, S) raw -> normalise -> agent.act -> unscale to the env's bounds -> (B, A) float32.
+
+    Sampling noise comes from a generator of its own, seeded here, so acting never draws from (and
+    never perturbs) the training random streams: evaluations are reproducible and resume stays exact.
+    """
+    generator = torch.Generator(device=agent.device).manual_seed(seed)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=agent.device)
+        actions = agent.act(transforms.normalize_obs(x), generator=generator)
+        return transforms.unscale_action(actions).cpu().numpy().astype(np.float32)
+
+    return act
+
+
+@dataclass
+class LoadedPolicy:
+    """A trained agent restored from a checkpoint, with what acting in its environment needs."""
+
+    agent: Agent
+    transforms: DataTransforms
+    env_id: str
+    ref_min: Optional[float]
+    ref_max: Optional[float]
+    config: TrainConfig
+    step: int
+
+
+def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Optional[int] = None) -> LoadedPolicy:
+    """Restore the agent and data transforms of a checkpoint written by scripts/train.py."""
+    from cmrl.training.cli import to_train_config
+    from cmrl.training.loop import resolve_checkpoint, resolve_device
+
+    payload = load_checkpoint(resolve_checkpoint(checkpoint))
+    cfg = to_train_config(payload["config"])
+    if act_candidates is not None:
+        cfg.agent.act_candidates = act_candidates
+        cfg.agent.validate()
+    agent = make_agent(cfg.agent, payload["obs_dim"], payload["action_dim"], cfg.steps, resolve_device(device))
+    agent.load_state_dict(payload["agent"])
+    info = payload["dataset_info"]
+    return LoadedPolicy(agent=agent, transforms=DataTransforms.from_state_dict(payload["transforms"]),
+                        env_id=payload["env_id"], ref_min=info.get("ref_min_score"),
+                        ref_max=info.get("ref_max_score"), config=cfg, step=payload["step"])

@@ -1,0 +1,61 @@
+"""What scripts/train.py does between Hydra's composed config and the training loop."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cmrl.errors import ConfigError
+from cmrl.training.checkpoint import load_checkpoint
+from cmrl.training.config import TrainConfig
+from cmrl.training.loop import resolve_checkpoint
+
+
+def to_train_config(container: Any) -> TrainConfig:
+    """A composed config (DictConfig or dict) -> a validated TrainConfig; ConfigError on any problem."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), container))
+        assert isinstance(cfg, TrainConfig)
+        cfg.validate()
+    except (ValueError, OmegaConfBaseException) as err:
+        raise ConfigError(f"invalid configuration: {err}") from err
+    return cfg
+
+
+def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:
+    """The run's TrainConfig and directory.
+
+    A fresh run uses the composed config and Hydra's output directory. With resume=PATH the
+    checkpoint's own config is the base, the command line's key=value overrides apply on top (a
+    different config group cannot be chosen), and the run continues in the checkpoint's directory.
+    """
+    if not cfg.get("resume"):
+        return to_train_config(cfg), Path(hydra_cfg.runtime.output_dir)
+    checkpoint = resolve_checkpoint(cfg.resume)
+    payload = load_checkpoint(checkpoint)
+    groups = set(hydra_cfg.runtime.choices.keys())
+    overrides = []
+    for item in hydra_cfg.overrides.task:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key == "resume":
+            continue
+        if key in groups:
+            raise ConfigError(f"cannot choose config group {key!r} when resuming {checkpoint}: a resumed run "
+                              "keeps its agent, dataset and logger groups; override single keys instead")
+        overrides.append(item.lstrip("+"))
+    merged = OmegaConf.merge(OmegaConf.create(payload["config"]), OmegaConf.from_dotlist(overrides))
+    merged.resume = str(checkpoint)
+    return to_train_config(merged), checkpoint.parent
+
+
+def is_multirun(hydra_cfg: Any) -> bool:
+    return hydra_cfg.mode == RunMode.MULTIRUN
+
+
+def report_error(err: BaseException) -> None:
+    """Print a user error as one clear line on stderr."""
+    print(f"cmrl: error: {err}", file=sys.stderr, flush=True)

@@ -1,0 +1,50 @@
+"""The schema of a training run: every key of `configs/` is a field here, type-checked by OmegaConf
+and range-checked by `validate()`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from cmrl.agents import AgentConfig
+from cmrl.data.config import DatasetConfig
+from cmrl.training.loggers import LoggerConfig
+
+
+@dataclass
+class TrainConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)  # the algorithm (configs/agent/)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)  # the offline data (configs/dataset/)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # console, files, wandb (configs/logger/)
+    seed: int = 0  # seeds torch, numpy, python, the batch sampler and evaluation episodes
+    steps: int = 10_000  # K: total gradient steps; the CT curriculum and LR schedules span exactly these
+    batch_size: int = 256  # transitions per gradient step
+    eval_every: int = 5_000  # evaluate every N steps (and always after the last); 0 = only after the last
+    eval_episodes: int = 10  # episodes per evaluation, reset with seeds eval_seed + i
+    eval_envs: int = 10  # environments stepped in parallel during evaluation
+    eval_seed: int = 1_000_000  # first evaluation episode seed (fixed, so evaluations are comparable)
+    checkpoint_every: int = 5_000  # write checkpoint.pt every N steps (and after the last); 0 = only after the last
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    resume: Optional[str] = None  # checkpoint.pt (or its run directory) to continue; its config is the base
+
+    def validate(self) -> None:
+        """Range checks of every group; ValueError names the offending key."""
+        self.agent.validate("agent")
+        self.dataset.validate()
+        self.logger.validate()
+        for key in ("steps", "batch_size", "eval_episodes", "eval_envs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("eval_every", "checkpoint_every", "threads", "seed", "eval_seed"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+
+def register_schema() -> None:
+    """Register TrainConfig with Hydra's ConfigStore as `train_schema`, the base of configs/config.yaml:
+    composition then rejects unknown keys and values of the wrong type."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
