@@ -1,10 +1,10 @@
 """The configuration of the consistency agents (one schema for Consistency-BC and Consistency-AC)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from cmrl.consistency import ConsistencyConfig
+from cmrl.consistency import ICT, ConsistencyConfig
 
 ALGOS = ("consistency_ac", "consistency_bc")
 LR_SCHEDULES = ("cosine", "constant")
@@ -13,7 +13,7 @@ LR_SCHEDULES = ("cosine", "constant")
 @dataclass
 class AgentConfig:
     algo: str = "consistency_ac"  # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only)
-    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)  # the CT/iCT objective (presets: agent/consistency=ct|ict)
+    consistency: ConsistencyConfig = field(default_factory=lambda: replace(ICT))  # the CT/iCT objective (presets: agent/consistency=ict|ct)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # actor MLP widths (Mish)
     critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic MLP widths (Mish)
     time_embed_dim: int = 16  # sinusoidal features of c_noise(sigma) fed to the actor
@@ -58,13 +58,17 @@ class AgentConfig:
         for key, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{prefix}.{key} must be > 0, got {value}")
-        unit = {"discount": self.discount, "tau": self.tau, "ema_decay": self.ema_decay,
-                "min_lr_ratio": self.min_lr_ratio}
-        for key, value in unit.items():
+        for key, value in {"discount": self.discount, "min_lr_ratio": self.min_lr_ratio}.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{prefix}.{key} must be in [0, 1], got {value}")
-        if self.eta < 0 or self.weight_decay < 0 or self.lr_warmup_steps < 0 or self.ema_start_step < 0:
-            raise ValueError(f"{prefix}: eta, weight_decay, lr_warmup_steps and ema_start_step must be >= 0")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"{prefix}.tau must be in (0, 1] (0 would freeze the target critics), got {self.tau}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"{prefix}.ema_decay must be in [0, 1) (1 would freeze the acting policy; "
+                             f"0 disables the EMA), got {self.ema_decay}")
+        for key in ("eta", "weight_decay", "lr_warmup_steps", "ema_start_step"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:
             raise ValueError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
         if self.algo == "consistency_bc" and self.act_candidates > 1:

@@ -1,0 +1,12 @@
+"""Shared test set-up: keep every Minari dataset a test (or a subprocess it starts) creates out of ~/.minari."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_minari_store(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["MINARI_DATASETS_PATH"] = str(tmp_path_factory.mktemp("minari"))
+    os.environ.setdefault("MUJOCO_GL", "egl")

@@ -1,0 +1,26 @@
+"""Small configurations shared by the training tests."""
+from __future__ import annotations
+
+from cmrl.training.config import TrainConfig
+
+TINY_OVERRIDES = [
+    "steps=40", "batch_size=32", "eval_every=0", "eval_episodes=2", "eval_envs=2", "checkpoint_every=20",
+    "device=cpu", "agent.hidden_dims=[32,32]", "agent.critic_hidden_dims=[32,32]", "agent.ema_start_step=5",
+    "logger.progress_bar=false", "logger.console=false", "logger.log_every=10",
+]
+"""Command-line overrides of a run that takes about a second on the embedded Pendulum dataset."""
+
+
+def tiny_config(**fields: object) -> TrainConfig:
+    """TrainConfig equal to TINY_OVERRIDES, with `fields` set on top."""
+    cfg = TrainConfig(steps=40, batch_size=32, eval_every=0, eval_episodes=2, eval_envs=2, checkpoint_every=20,
+                      device="cpu")
+    cfg.agent.hidden_dims = [32, 32]
+    cfg.agent.critic_hidden_dims = [32, 32]
+    cfg.agent.ema_start_step = 5
+    cfg.logger.progress_bar = False
+    cfg.logger.console = False
+    cfg.logger.log_every = 10
+    for key, value in fields.items():
+        setattr(cfg, key, value)
+    return cfg

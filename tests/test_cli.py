@@ -1,0 +1,81 @@
+"""The command line as a user types it: train with overrides, sweep, resume, evaluate, and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from helpers import TINY_OVERRIDES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})}, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    proc = run_script("train.py", *TINY_OVERRIDES, "seed=3", "agent.eta=0.5", "agent/consistency=ict",
+                      f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    assert "final policy:" in proc.stdout and "dataset behaviour:" in proc.stdout
+    return run_dir
+
+
+def test_train_with_overrides_records_the_resolved_config(trained_run: Path) -> None:
+    cfg = OmegaConf.load(trained_run / "config.yaml")
+    assert cfg.seed == 3 and cfg.agent.eta == 0.5 and cfg.steps == 40
+    assert cfg.agent.consistency.curriculum == "ict" and cfg.agent.consistency.teacher == "stopgrad"
+    assert json.loads((trained_run / "summary.json").read_text())["steps"] == 40
+
+
+def test_resume_from_the_command_line_continues_the_run(trained_run: Path, tmp_path: Path) -> None:
+    proc = run_script("train.py", f"resume={trained_run}", "steps=60", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["steps"] == 60 and summary["seed"] == 3  # the checkpoint's config, with steps overridden
+    assert OmegaConf.load(trained_run / "config.yaml").agent.consistency.curriculum == "ict"
+
+
+def test_a_sweep_gives_each_job_its_own_run_directory(tmp_path: Path) -> None:
+    proc = run_script("train.py", "-m", *TINY_OVERRIDES, "steps=20", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    summaries = sorted(tmp_path.glob("*/summary.json"))
+    assert [json.loads(p.read_text())["seed"] for p in summaries] == [0, 1]
+
+
+def test_evaluate_a_checkpoint(trained_run: Path) -> None:
+    proc = run_script("evaluate.py", f"checkpoint={trained_run / 'checkpoint.pt'}", "episodes=3", "envs=3")
+    assert proc.returncode == 0, proc.stderr
+    assert "in Pendulum-v1, 3 episodes" in proc.stdout and "normalised score" in proc.stdout
+
+
+def test_bad_config_value_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_script("train.py", *TINY_OVERRIDES, "agent.eta=-1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "cmrl: error: invalid configuration: agent.eta must be >= 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_d4rl_dataset_says_how_to_download_it(tmp_path: Path) -> None:
+    proc = run_script("train.py", *TINY_OVERRIDES, "dataset=d4rl/hopper-medium-v2", f"hydra.run.dir={tmp_path}",
+                      env={"D4RL_DATASET_DIR": str(tmp_path / "d4rl")})
+    assert proc.returncode == 2
+    assert "hopper_medium-v2.hdf5" in proc.stderr and "wget" in proc.stderr
+
+
+def test_truncated_checkpoint_is_reported(trained_run: Path, tmp_path: Path) -> None:
+    data = (trained_run / "checkpoint.pt").read_bytes()
+    broken = tmp_path / "checkpoint.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    proc = run_script("evaluate.py", f"checkpoint={broken}")
+    assert proc.returncode == 2
+    assert "cmrl: error:" in proc.stderr and "truncated" in proc.stderr
