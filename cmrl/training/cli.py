@@ -1,6 +1,7 @@
 """What scripts/train.py does between Hydra's composed config and the training loop."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:
     different config group cannot be chosen), and the run continues in the checkpoint's directory.
     """
     if not cfg.get("resume"):
-        return to_train_config(cfg), Path(hydra_cfg.runtime.output_dir)
+        train_cfg = to_train_config(cfg)
+        if is_multirun(hydra_cfg):
+            name_sweep_job(train_cfg, hydra_cfg)
+        return train_cfg, Path(hydra_cfg.runtime.output_dir)
     checkpoint = resolve_checkpoint(cfg.resume)
     payload = load_checkpoint(checkpoint)
     groups = set(hydra_cfg.runtime.choices.keys())
@@ -50,6 +54,16 @@ def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:
     merged = OmegaConf.merge(OmegaConf.create(payload["config"]), OmegaConf.from_dotlist(overrides))
     merged.resume = str(checkpoint)
     return to_train_config(merged), checkpoint.parent
+
+
+def name_sweep_job(cfg: TrainConfig, hydra_cfg: Any) -> None:
+    """In a sweep (-m), unless set explicitly: logger.group = the sweep directory, shared by every job
+    of the sweep, so wandb groups its runs (seeds) together; logger.name = the job's directory within
+    the sweep (hydra.sweep.subdir)."""
+    if cfg.logger.group is None:
+        cfg.logger.group = str(hydra_cfg.sweep.dir)[-128:]  # wandb limits group names to 128 characters
+    if cfg.logger.name is None:
+        cfg.logger.name = os.path.relpath(hydra_cfg.runtime.output_dir, hydra_cfg.sweep.dir)[-128:]
 
 
 def is_multirun(hydra_cfg: Any) -> bool:

@@ -1,0 +1,225 @@
+"""Find and read the run directories written by scripts/train.py.
+
+A finished run directory holds ``summary.json`` (cmrl.training.loop.RunSummary), ``config.yaml`` (the
+full TrainConfig) and ``metrics.jsonl`` (cmrl.training.loggers). A directory with a config or metrics
+but no summary is a run that failed or has not finished yet: it is reported, never scored.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import yaml
+
+SUMMARY_NAME = "summary.json"
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.jsonl"
+NORMALIZED_KEY = "eval/normalized_mean"
+RETURN_KEY = "eval/return_mean"
+# config keys that never make two runs different experiments (seeds, bookkeeping, resources)
+NON_VARIANT_KEYS = ("seed", "resume", "device", "threads", "eval_envs", "checkpoint_every")
+NON_VARIANT_PREFIXES = ("logger.",)
+SKIP_DIRS = {"wandb", ".hydra", ".submitit", "__pycache__"}
+
+
+@dataclass
+class RunResult:
+    """One finished run: its summary, flattened config and evaluation curve."""
+
+    run_dir: Path
+    dataset: str
+    env_id: str
+    algo: str
+    seed: int
+    steps: int
+    eval_episodes: int
+    wall_time_s: float
+    final_return_mean: float
+    final_return_std: float
+    final_normalized: Optional[float]
+    best_normalized: Optional[float]
+    dataset_normalized: Optional[float]
+    config: dict[str, Any] = field(default_factory=dict)  # flattened: {"agent.eta": 1.0, ...}
+    curve_steps: np.ndarray = field(default_factory=lambda: np.empty(0))
+    curve_normalized: np.ndarray = field(default_factory=lambda: np.empty(0))  # NaN where not logged
+    curve_return: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def has_normalized(self) -> bool:
+        return self.final_normalized is not None
+
+
+def find_run_dirs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(finished, unfinished) run directories under ``paths``.
+
+    Each path may be a run directory or any folder above run directories (a sweep directory, ``runs/``).
+    Finished runs hold summary.json; unfinished ones hold config.yaml, metrics.jsonl or Hydra's .hydra/
+    folder (a job that failed before training started) without it.
+    Raises FileNotFoundError for a path that does not exist.
+    """
+    finished: set[Path] = set()
+    unfinished: set[Path] = set()
+    for path in paths:
+        root = Path(path)
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist")
+        for folder, subdirs, files in os.walk(root):
+            hydra_job = ".hydra" in subdirs  # a Hydra job directory, even if the job failed before writing
+            subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS)
+            here = Path(folder).resolve()
+            if SUMMARY_NAME in files:
+                finished.add(here)
+            elif CONFIG_NAME in files or METRICS_NAME in files or hydra_job:
+                unfinished.add(here)
+    return sorted(finished), sorted(unfinished - finished)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}, "c": [1, 2]} -> {"a.b": 1, "c": [1, 2]} (lists are leaves)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, normalised score, return) of every evaluation logged in ``metrics.jsonl``."""
+    path = run_dir / METRICS_NAME
+    steps, normalized, returns = [], [], []
+    if not path.is_file():
+        return np.empty(0), np.empty(0), np.empty(0)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+            if RETURN_KEY in record or NORMALIZED_KEY in record:
+                steps.append(float(record["step"]))
+                normalized.append(float(record.get(NORMALIZED_KEY, math.nan)))
+                returns.append(float(record.get(RETURN_KEY, math.nan)))
+    return np.asarray(steps), np.asarray(normalized), np.asarray(returns)
+
+
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
+def load_run(run_dir: str | os.PathLike) -> RunResult:
+    """Read one finished run directory. Raises ValueError naming the file when it is malformed."""
+    folder = Path(run_dir)
+    try:
+        summary = json.loads((folder / SUMMARY_NAME).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {folder / SUMMARY_NAME}: {err}") from err
+    config: dict[str, Any] = {}
+    if (folder / CONFIG_NAME).is_file():
+        with open(folder / CONFIG_NAME, encoding="utf-8") as f:
+            config = flatten(yaml.safe_load(f) or {})
+    steps, normalized, returns = read_curve(folder)
+    try:
+        return RunResult(
+            run_dir=folder,
+            dataset=str(summary["dataset"]),
+            env_id=str(summary["env_id"]),
+            algo=str(summary["algo"]),
+            seed=int(summary["seed"]),
+            steps=int(summary["steps"]),
+            eval_episodes=int(summary["eval_episodes"]),
+            wall_time_s=float(summary.get("wall_time_s", math.nan)),
+            final_return_mean=float(summary["final_return_mean"]),
+            final_return_std=float(summary["final_return_std"]),
+            final_normalized=_optional_float(summary.get("final_normalized")),
+            best_normalized=_optional_float(summary.get("best_normalized")),
+            dataset_normalized=_optional_float(summary.get("dataset_normalized")),
+            config=config,
+            curve_steps=steps,
+            curve_normalized=normalized,
+            curve_return=returns,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{folder / SUMMARY_NAME} is not a cmrl run summary: {err!r}") from err
+
+
+def is_variant_key(key: str) -> bool:
+    """Whether a config key can make two runs of the same dataset and algorithm different experiments."""
+    return key not in NON_VARIANT_KEYS and not key.startswith(NON_VARIANT_PREFIXES)
+
+
+def varying_keys(runs: list[RunResult]) -> list[str]:
+    """Config keys (not seeds or bookkeeping) whose values differ between ``runs``, sorted."""
+    keys = sorted({k for r in runs for k in r.config if is_variant_key(k)})
+    missing = object()
+    return [k for k in keys if len({repr(r.config.get(k, missing)) for r in runs}) > 1]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_format_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass
+class RunGroup:
+    """The seeds of one experiment: same dataset, environment, algorithm and configuration."""
+
+    dataset: str
+    env_id: str
+    algo: str
+    variant: str  # "key=value ..." of the config keys that tell this group from its siblings; "" if none
+    runs: list[RunResult]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.seed for r in self.runs)
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted({r.steps for r in self.runs})
+
+    @property
+    def eval_episodes(self) -> list[int]:
+        return sorted({r.eval_episodes for r in self.runs})
+
+    @property
+    def has_normalized(self) -> bool:
+        return all(r.has_normalized for r in self.runs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.algo} ({self.variant})" if self.variant else self.algo
+
+
+def group_runs(runs: list[RunResult]) -> list[RunGroup]:
+    """Group runs into experiments: by (dataset, env_id, algo), then by the values of the config keys
+    that differ within that set (e.g. ``agent.eta`` in a sweep over it, or ``steps``). Sorted by
+    dataset, algorithm and variant."""
+    by_task: dict[tuple[str, str, str], list[RunResult]] = {}
+    for run in runs:
+        by_task.setdefault((run.dataset, run.env_id, run.algo), []).append(run)
+    groups = []
+    for (dataset, env_id, algo), members in by_task.items():
+        keys = varying_keys(members)
+        by_variant: dict[str, list[RunResult]] = {}
+        for run in members:
+            variant = " ".join(f"{k}={_format_value(run.config.get(k))}" for k in keys)
+            by_variant.setdefault(variant, []).append(run)
+        for variant, seeds in by_variant.items():
+            seeds = sorted(seeds, key=lambda r: (r.seed, str(r.run_dir)))
+            groups.append(RunGroup(dataset, env_id, algo, variant, seeds))
+    return sorted(groups, key=lambda g: (g.dataset, g.env_id, g.algo, g.variant))
