@@ -91,7 +91,7 @@ def test_consistency_bc_runs_without_a_critic(tmp_path: Path) -> None:
     ({"agent": {"ema_decay": 1.0}}, "agent.ema_decay must be in [0, 1)"),
     ({"agent": {"discount": 1.5}}, "agent.discount must be in [0, 1]"),
     ({"agent": {"consistency": {"metric": "l1"}}}, "agent.consistency.metric must be one of l2, pseudo_huber"),
-    ({"agent": {"consistency": {"s0": 200}}}, "need 1 <= s0 <= s1"),
+    ({"agent": {"consistency": {"s0": 2000}}}, "need 1 <= s0 <= s1"),
     ({"agent": {"act_sampling_sigmas": [80.0]}}, "agent.act_sampling_sigmas must hold 2 strictly decreasing"),
     ({"agent": {"algo": "consistency_bc", "act_candidates": 10}}, "consistency_bc has no critic"),
     ({"steps": 0}, "steps must be >= 1"),

@@ -16,13 +16,13 @@ class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)  # the offline data (configs/dataset/)
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # console, files, wandb (configs/logger/)
     seed: int = 0  # seeds torch, numpy, python, the batch sampler and evaluation episodes
-    steps: int = 10_000  # K: total gradient steps; the CT curriculum and LR schedules span exactly these
+    steps: int = 3_000  # K: total gradient steps; the CT curriculum and LR schedules span exactly these
     batch_size: int = 256  # transitions per gradient step
-    eval_every: int = 5_000  # evaluate every N steps (and always after the last); 0 = only after the last
+    eval_every: int = 1_000  # evaluate every N steps (and always after the last); 0 = only after the last
     eval_episodes: int = 10  # episodes per evaluation, reset with seeds eval_seed + i
     eval_envs: int = 10  # environments stepped in parallel during evaluation
     eval_seed: int = 1_000_000  # first evaluation episode seed (fixed, so evaluations are comparable)
-    checkpoint_every: int = 5_000  # write checkpoint.pt every N steps (and after the last); 0 = only after the last
+    checkpoint_every: int = 1_000  # write checkpoint.pt every N steps (and after the last); 0 = only after the last
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
     resume: Optional[str] = None  # checkpoint.pt (or its run directory) to continue; its config is the base
