@@ -481,13 +481,6 @@ def test_act_with_candidates_picks_the_best_and_stays_bounded():
     assert one.shape == (64, 2) and one.abs().max().item() <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (lead): the bounded policy is a convex combination of x and tanh F only for clean x; "
-    "with >= 2 sampling steps the noisy x_hat leaks through c_skip(tau_2 = 2.515) = 0.038 and samples reach "
-    "~1.2-1.4. act() clamps, but ConsistencyAC feeds the unclamped a_pi to the Q loss and the unclamped a' "
-    "to the TD target, so the critic is queried (and the actor pushed) outside the action box. On the "
-    "eta toy below, 41% of a_pi exceed 1 after 300 steps. Fix: clamp in ConsistencyPolicy.sample (or at "
-    "both call sites in consistency_ac.py); then remove this xfail."))
 def test_training_time_actions_stay_in_the_action_box():
     torch.manual_seed(0)
     agent = make_agent(small_cfg(eta=1.0), 3, 2, 10)

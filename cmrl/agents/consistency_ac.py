@@ -15,18 +15,20 @@ Diffusion-QL normalisation that makes eta independent of the reward scale).
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from cmrl.consistency import sampling_noise
 from cmrl.critics import QEnsemble
 from cmrl.data.store import Batch
 from cmrl.nn import ema_update
 
+from .acceleration import maybe_compile
 from .config import AgentConfig
-from .consistency_bc import SATURATION, ConsistencyBC, Metrics
-from .optim import clip_gradients, make_optimizer, make_scheduler
+from .consistency_bc import SATURATION, ConsistencyBC, Metrics, UpdateNoise
+from .optim import gradient_step, make_optimizer, make_scheduler
 
 
 class ConsistencyAC(ConsistencyBC):
@@ -37,38 +39,59 @@ class ConsistencyAC(ConsistencyBC):
         super().__init__(cfg, obs_dim, action_dim, total_steps, device)
         self.critic = QEnsemble(obs_dim, action_dim, cfg.critic_hidden_dims, cfg.ensemble_size).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay)
+        self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay,
+                                               self._capture)
         self.critic_scheduler = make_scheduler(self.critic_optimizer, total_steps, cfg.lr_schedule,
                                                cfg.lr_warmup_steps, cfg.min_lr_ratio)
+        self._critic_loss = maybe_compile(self.critic_loss, cfg.compile)
+
+    # --- noise --------------------------------------------------------------------------------
+    def draw_noise(self, batch_size: int) -> UpdateNoise:
+        """Target-action noise (batch_size * backup_samples rows with max_q_backup), the CT pair,
+        then the noise of a_pi when the Q loss is on."""
+        target = self._sampling_noise(batch_size * self._backup_samples)
+        pairs = self.objective.sample_pairs(batch_size, self.action_dim, self.step, self.device)
+        actor = self._sampling_noise(batch_size) if self.cfg.eta > 0 else []
+        return UpdateNoise(target=target, pairs=pairs, actor=actor)
+
+    def _sampling_noise(self, rows: int) -> list[Tensor]:
+        return sampling_noise((rows, self.action_dim), len(self.train_sigmas), self.device)
+
+    @property
+    def _backup_samples(self) -> int:
+        """Target actions per next state: backup_samples with max_q_backup, else 1."""
+        return self.cfg.backup_samples if self.cfg.max_q_backup else 1
 
     # --- losses -------------------------------------------------------------------------------
     @torch.no_grad()
-    def td_target(self, batch: Batch) -> Tensor:
-        """y = r + gamma (1 - d) min_k Q'_k(s', a') with a' from the acting (EMA) policy."""
-        next_obs = batch.next_observations
-        if self.cfg.max_q_backup:
-            m = self.cfg.backup_samples
-            repeated = next_obs.repeat_interleave(m, dim=0)
-            next_actions = self.acting_policy.sample(repeated, self.train_sigmas)
-            next_q = self.critic_target(repeated, next_actions).min(0).values.view(-1, m).max(1).values
-        else:
-            next_actions = self.acting_policy.sample(next_obs, self.train_sigmas)
-            next_q = self.critic_target(next_obs, next_actions).min(0).values
+    def td_target(self, batch: Batch, noise: Optional[Sequence[Tensor]] = None) -> Tensor:
+        """y = r + gamma (1 - d) min_k Q'_k(s', a') with a' from the acting (EMA) policy.
+
+        `noise` is the sampling noise of a' (defaults to a fresh draw).
+        """
+        m = self._backup_samples
+        next_obs = batch.next_observations.repeat_interleave(m, dim=0) if m > 1 else batch.next_observations
+        if noise is None:
+            noise = self._sampling_noise(next_obs.shape[0])
+        next_actions = self.acting_policy.sample(next_obs, self.train_sigmas, noise=noise)
+        next_q = self.critic_target(next_obs, next_actions).min(0).values.view(-1, m).max(1).values
         return batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * next_q
 
-    def critic_loss(self, batch: Batch) -> tuple[Tensor, Metrics]:
+    def critic_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_Q, summed over the ensemble members."""
-        target = self.td_target(batch)
+        target = self.td_target(batch, noise.target if noise is not None else None)
         q = self.critic(batch.observations, batch.actions)
         loss = (q - target).square().mean(1).sum()
         return loss, {"loss/critic": loss.detach(), "q/data_mean": q.detach().mean(),
                       "q/target_mean": target.mean()}
 
-    def actor_loss(self, batch: Batch) -> tuple[Tensor, Metrics]:
+    def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_CM + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
-        loss, metrics = self.consistency_loss(batch)
+        if noise is None:
+            noise = self.draw_noise(batch.observations.shape[0])
+        loss, metrics = self.consistency_loss(batch, noise.pairs)
         if self.cfg.eta > 0:
-            a_pi = self.policy.sample(batch.observations, self.train_sigmas)
+            a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=noise.actor)
             q = self.critic.frozen(batch.observations, a_pi).mean(0)
             q_scale = q.abs().mean().detach()
             q_loss = -q.mean() / q_scale
@@ -79,33 +102,28 @@ class ConsistencyAC(ConsistencyBC):
         return loss, metrics
 
     # --- steps --------------------------------------------------------------------------------
-    def update(self, batch: Batch) -> Metrics:
+    def train_step(self, batch: Batch, noise: UpdateNoise) -> Metrics:
         """One critic step, one actor step, then the teacher, acting-EMA and target-critic averages."""
-        critic_loss, metrics = self.critic_loss(batch)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        metrics["grad_norm/critic"] = clip_gradients(list(self.critic.parameters()), self.cfg.critic_grad_clip).detach()
-        self.critic_optimizer.step()
-        self.critic_scheduler.step()
-
-        actor_loss, actor_metrics = self.actor_loss(batch)
-        metrics.update(actor_metrics)
-        self._actor_step(actor_loss, metrics)
-        self._update_averages()
+        critic_loss, metrics = self._critic_loss(batch, noise)
+        metrics["grad_norm/critic"] = gradient_step(critic_loss, self.critic_optimizer, self.cfg.critic_grad_clip)
+        metrics.update(super().train_step(batch, noise))
         ema_update(self.critic_target, self.critic, 1.0 - self.cfg.tau)
-        metrics["consistency/num_scales"] = torch.tensor(float(self.objective.num_scales(self.step)))
-        self.step += 1
         return metrics
 
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [*super()._optimizers(), self.critic_optimizer]
+
+    def _schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        return [*super()._schedulers(), self.critic_scheduler]
+
     # --- acting -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def select_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
         """One sample per state, or the best of act_candidates samples by min_k Q_k."""
         n = self.cfg.act_candidates
         if n == 1:
-            return super().act(obs, generator)
+            return super().select_actions(obs, noise)
         repeated = obs.repeat_interleave(n, dim=0)
-        candidates = self.acting_policy.sample(repeated, self.act_sigmas, generator).clamp(-1.0, 1.0)
+        candidates = self.acting_policy.sample(repeated, self.act_sigmas, noise=noise).clamp(-1.0, 1.0)
         q = self.critic(repeated, candidates).min(0).values.view(-1, n)
         best = q.argmax(1)
         return candidates.view(-1, n, self.action_dim)[torch.arange(obs.shape[0], device=obs.device), best]

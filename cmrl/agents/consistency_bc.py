@@ -11,24 +11,38 @@ theta_ema <- decay theta_ema + (1 - decay) theta. Consistency-AC (consistency_ac
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
-from cmrl.consistency import ConsistencyTraining, default_sampling_sigmas
+from cmrl.consistency import ConsistencyTraining, NoisePairs, default_sampling_sigmas, sampling_noise
 from cmrl.data.store import Batch
 from cmrl.nn import ema_update
 from cmrl.policies import ConsistencyPolicy
 
+from .acceleration import CapturedStep, captures_updates, maybe_compile
 from .config import AgentConfig
-from .optim import clip_gradients, make_optimizer, make_scheduler
+from .optim import gradient_step, make_optimizer, make_scheduler, set_capturable
 
 Metrics = dict[str, Tensor]
 """Detached 0-dim tensors; the training loop reads them (one device sync) only when it logs."""
 
 SATURATION = 0.99
 """|a| above this counts as a saturated action coordinate in the diagnostics."""
+
+
+class UpdateNoise(NamedTuple):
+    """Every random draw of one update, made before its tensor work (in the order listed).
+
+    `train_step` is then a pure function of (batch, noise) and the agent's tensors: the fast path
+    (`AgentConfig.compile`, see acceleration.py) draws nothing inside compiled or captured code and
+    consumes exactly the eager path's numbers.
+    """
+
+    target: list[Tensor]  # z_1..z_T of the target actions a' (Consistency-AC; empty for BC)
+    pairs: NoisePairs  # the CT pair (n, z) of the consistency loss
+    actor: list[Tensor]  # z_1..z_T of a_pi in the Q loss (Consistency-AC with eta > 0; else empty)
 
 
 class ConsistencyBC:
@@ -47,13 +61,26 @@ class ConsistencyBC:
                                         cfg.bounded_actions).to(self.device)
         self.teacher = self._frozen_copy(self.policy) if c.teacher == "ema" else None
         self.ema_policy = self._frozen_copy(self.policy) if cfg.ema_decay > 0 else None
-        self.actor_optimizer = make_optimizer(self.policy.parameters(), cfg.actor_lr, cfg.weight_decay)
+        self._capture = captures_updates(cfg.compile, self.device)
+        self.actor_optimizer = make_optimizer(self.policy.parameters(), cfg.actor_lr, cfg.weight_decay,
+                                              self._capture)
         self.actor_scheduler = make_scheduler(self.actor_optimizer, total_steps, cfg.lr_schedule,
                                               cfg.lr_warmup_steps, cfg.min_lr_ratio)
         self.train_sigmas = cfg.train_sampling_sigmas or default_sampling_sigmas(
             cfg.train_sampling_steps, c.sigma_min, c.sigma_max, c.rho)
         self.act_sigmas = cfg.act_sampling_sigmas or default_sampling_sigmas(
             cfg.act_sampling_steps, c.sigma_min, c.sigma_max, c.rho)
+        # EMA decays of the current step, in tensors updated in place (read by train_step).
+        self._teacher_decay = torch.zeros((), device=self.device)
+        self._ema_decay = torch.zeros((), device=self.device)
+        # The fast path: the same functions, compiled (and the train step captured on CUDA).
+        self._actor_loss = maybe_compile(self.actor_loss, cfg.compile)
+        self._select_actions = maybe_compile(self.select_actions, cfg.compile)
+        self._train_step = self._train_step_runner()
+
+    def _train_step_runner(self) -> Callable[[Batch, UpdateNoise], Metrics]:
+        """`train_step` itself, or on the CUDA fast path its graph capture (recorded on first use)."""
+        return CapturedStep(self.train_step) if self._capture else self.train_step
 
     @staticmethod
     def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
@@ -64,11 +91,21 @@ class ConsistencyBC:
         """The EMA policy when enabled, else the student: used for acting and for target actions."""
         return self.ema_policy if self.ema_policy is not None else self.policy
 
+    # --- noise --------------------------------------------------------------------------------
+    def draw_noise(self, batch_size: int) -> UpdateNoise:
+        """The random draws of one update at the current step (from torch's global generator)."""
+        pairs = self.objective.sample_pairs(batch_size, self.action_dim, self.step, self.device)
+        return UpdateNoise(target=[], pairs=pairs, actor=[])
+
     # --- losses -------------------------------------------------------------------------------
-    def consistency_loss(self, batch: Batch) -> tuple[Tensor, Metrics]:
-        """L_CM on the batch's (s, a), with per-noise-level diagnostics (sigma_n < 1 and >= 1)."""
+    def consistency_loss(self, batch: Batch, pairs: Optional[NoisePairs] = None) -> tuple[Tensor, Metrics]:
+        """L_CM on the batch's (s, a), with per-noise-level diagnostics (sigma_n < 1 and >= 1).
+
+        `pairs` defaults to a fresh draw at the current step.
+        """
         obs, actions = batch.observations, batch.actions
-        pairs = self.objective.sample_pairs(obs.shape[0], self.action_dim, self.step, self.device)
+        if pairs is None:
+            pairs = self.objective.sample_pairs(obs.shape[0], self.action_dim, self.step, self.device)
         student = self.policy(pairs.student_input(actions), pairs.sigma_next, obs)
         with torch.no_grad():
             teacher_net = self.teacher if self.teacher is not None else self.policy
@@ -82,28 +119,49 @@ class ConsistencyBC:
         }
         return per_sample.mean(), metrics
 
+    def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
+        """The policy's loss: L_CM (Consistency-AC adds its Q term). `noise` defaults to a fresh draw."""
+        if noise is None:
+            noise = self.draw_noise(batch.observations.shape[0])
+        loss, metrics = self.consistency_loss(batch, noise.pairs)
+        metrics["loss/actor"] = loss.detach()
+        return loss, metrics
+
     # --- steps --------------------------------------------------------------------------------
-    def _actor_step(self, loss: Tensor, metrics: Metrics) -> None:
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        metrics["grad_norm/actor"] = clip_gradients(list(self.policy.parameters()), self.cfg.actor_grad_clip).detach()
-        self.actor_optimizer.step()
-        metrics["lr/actor"] = torch.tensor(self.actor_scheduler.get_last_lr()[0])
-        self.actor_scheduler.step()
+    def train_step(self, batch: Batch, noise: UpdateNoise) -> Metrics:
+        """The tensor work of one update: the actor's gradient step, then the averages.
+
+        Reads the current learning rates and decays from tensors and changes no Python state, so that
+        the fast path can record it in a CUDA graph (see acceleration.py).
+        """
+        loss, metrics = self._actor_loss(batch, noise)
+        metrics["grad_norm/actor"] = gradient_step(loss, self.actor_optimizer, self.cfg.actor_grad_clip)
+        self._update_averages()
+        return metrics
 
     def _update_averages(self) -> None:
         """EMA teacher with mu(k) and the acting EMA (a plain copy before ema_start_step)."""
-        decay = self.objective.teacher_decay(self.step)
-        if self.teacher is not None and decay is not None:
-            ema_update(self.teacher, self.policy, decay)
+        if self.teacher is not None:
+            ema_update(self.teacher, self.policy, self._teacher_decay)
         if self.ema_policy is not None:
-            ema_update(self.ema_policy, self.policy, self.cfg.ema_decay if self.step >= self.cfg.ema_start_step else 0.0)
+            ema_update(self.ema_policy, self.policy, self._ema_decay)
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.actor_optimizer]
+
+    def _schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        return [self.actor_scheduler]
 
     def update(self, batch: Batch) -> Metrics:
-        """One gradient step of the consistency loss."""
-        loss, metrics = self.consistency_loss(batch)
-        self._actor_step(loss, metrics)
-        self._update_averages()
+        """One update: draw its noise, set this step's decays, run `train_step`, advance the schedules."""
+        noise = self.draw_noise(batch.observations.shape[0])
+        decay = self.objective.teacher_decay(self.step)
+        self._teacher_decay.fill_(decay if decay is not None else 0.0)
+        self._ema_decay.fill_(self.cfg.ema_decay if self.step >= self.cfg.ema_start_step else 0.0)
+        metrics = self._train_step(batch, noise)
+        metrics["lr/actor"] = torch.as_tensor(self.actor_scheduler.get_last_lr()[0])  # the rate this step used
+        for scheduler in self._schedulers():
+            scheduler.step()
         metrics["consistency/num_scales"] = torch.tensor(float(self.objective.num_scales(self.step)))
         self.step += 1
         return metrics
@@ -112,7 +170,13 @@ class ConsistencyBC:
     @torch.no_grad()
     def act(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Normalised actions in [-1, 1] for a batch of (normalised) observations."""
-        return self.acting_policy.sample(obs, self.act_sigmas, generator).clamp(-1.0, 1.0)
+        rows = obs.shape[0] * self.cfg.act_candidates
+        noise = sampling_noise((rows, self.action_dim), len(self.act_sigmas), obs.device, obs.dtype, generator)
+        return self._select_actions(obs, noise)
+
+    def select_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
+        """`act` given its sampling noise: z_1..z_T of shape (B * act_candidates, A)."""
+        return self.acting_policy.sample(obs, self.act_sigmas, noise=noise).clamp(-1.0, 1.0)
 
     # --- checkpointing ------------------------------------------------------------------------
     def _modules(self) -> dict[str, Optional[Any]]:
@@ -138,3 +202,7 @@ class ConsistencyBC:
                 raise ValueError(f"cannot load {name!r} into this agent (different architecture or "
                                  f"configuration?): {err}") from err
         self.step = int(state["step"])
+        # the optimisers now hold the saved settings and new state tensors: prepare them, capture anew
+        for optimizer in self._optimizers():
+            set_capturable(optimizer, self._capture)
+        self._train_step = self._train_step_runner()

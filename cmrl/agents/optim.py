@@ -8,9 +8,25 @@ import torch
 from torch import nn
 
 
-def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW (Adam when weight_decay = 0), foreach implementation."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """AdamW (Adam when weight_decay = 0), fused implementation: one kernel per step, on CPU and GPU."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    set_capturable(optimizer, capturable)
+    return optimizer
+
+
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Prepare the optimiser for steps recorded in a CUDA graph, or for plain steps.
+
+    Capturable: the learning rate lives in a tensor on the parameters' device, which the schedule
+    updates in place, so that every replay reads its current value (a Python number would be frozen
+    into the graph). Re-apply after `load_state_dict`, which brings the saved run's settings.
+    """
+    for group in optimizer.param_groups:
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=group["params"][0].device) if capturable else lr
+        group["capturable"] = capturable
 
 
 def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int, min_ratio: float) -> float:
@@ -40,3 +56,16 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     if max_norm > 0:
         return torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]))
+
+
+def gradient_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """Backpropagate `loss`, clip the gradients and step the optimiser; return the gradient norm.
+
+    No host synchronisation, so that a CUDA graph can record it. The schedule is stepped by the caller.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = clip_gradients(params, max_norm).detach()
+    optimizer.step()
+    return norm

@@ -8,8 +8,7 @@ Karras grid, and theta^- the EMA teacher (CT) or sg(theta) (iCT).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -21,9 +20,11 @@ from .metrics import default_huber_c, inverse_delta_weight, pseudo_huber, square
 from .noise import lognormal_index_probs, uniform_indices
 
 
-@dataclass
-class NoisePairs:
-    """One CT training example per row: the shared noise z and the adjacent levels sigma_n < sigma_{n+1}."""
+class NoisePairs(NamedTuple):
+    """One CT training example per row: the shared noise z and the adjacent levels sigma_n < sigma_{n+1}.
+
+    A NamedTuple, so that it is a pytree of tensors (copied into static buffers by a captured update).
+    """
 
     z: Tensor  # (B, D) standard normal
     sigma: Tensor  # (B, 1) sigma_n, the teacher's level

@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 @torch.no_grad()
-def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
+def ema_update(target: nn.Module, source: nn.Module, decay: float | Tensor) -> None:
     """theta_target <- decay * theta_target + (1 - decay) * theta_source, for every parameter.
 
-    decay = 1 - tau gives the Polyak update of target critics. One fused foreach op over all tensors.
+    decay = 1 - tau gives the Polyak update of target critics: one fused foreach lerp over all tensors.
+    `decay` may also be a 0-dim tensor on the parameters' device, for a decay that changes from step
+    to step in a CUDA-graph-captured update; then the same average is formed with foreach mul/add
+    (a lerp with a tensor weight would launch one kernel per parameter), equal up to rounding.
     """
-    t = [p for p in target.parameters()]
+    t = list(target.parameters())
     s = [p.detach() for p in source.parameters()]
-    torch._foreach_lerp_(t, s, 1.0 - decay)
+    if isinstance(decay, Tensor):
+        torch._foreach_mul_(t, decay)
+        torch._foreach_add_(t, torch._foreach_mul(s, 1.0 - decay))
+    else:
+        torch._foreach_lerp_(t, s, 1.0 - decay)

@@ -39,7 +39,11 @@ class ConsistencyPolicy(nn.Module):
         """Actions (B, A) by one- or multistep consistency sampling; differentiable w.r.t. theta.
 
         The noise z_1..z_n is drawn from `generator`, or given as `noise` (see `sampling_noise`).
+        Bounded policies clamp the result to [-1, 1]: after the first step the input x_hat is noisy,
+        and c_skip(tau_n) x_hat (0.038 x_hat at tau = 2.5) can carry f past the bounds. Clamping keeps
+        target actions and the actor's Q-loss actions inside the action box the critic was trained on.
         """
-        return multistep_sample(lambda x, s: self(x, s, obs), (obs.shape[0], self.action_dim), sigmas,
-                                self.sigma_min, device=obs.device, dtype=obs.dtype, generator=generator,
-                                noise=noise)
+        actions = multistep_sample(lambda x, s: self(x, s, obs), (obs.shape[0], self.action_dim), sigmas,
+                                   self.sigma_min, device=obs.device, dtype=obs.dtype, generator=generator,
+                                   noise=noise)
+        return actions.clamp(-1.0, 1.0) if self.bounded else actions

@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Training and acting speed of Consistency-AC: prints tables of steps/s and ms per action.
+
+    python scripts/benchmark.py                      # CPU: 1 and 2 threads, eager and compiled
+    python scripts/benchmark.py --quick              # fewer timed steps and acting settings
+    python scripts/benchmark.py --device cuda        # GPU: eager, and compiled + CUDA-graph update
+    python scripts/benchmark.py --modes eager --threads 1,2 --no-eval
+
+Reference setting (the issue's): hopper-sized data (state 11, action 3) in a TransitionStore of
+1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish, 2
+sampling steps, twin Q (ensemble of 2), CT with an EMA teacher. Modes: `eager` is the plain path;
+`compile` is AgentConfig.compile (torch.compile of the losses and of action selection, plus, on
+CUDA, the whole update captured in a CUDA graph). On CPU each thread count runs in a fresh process
+(compiled kernels specialise on it). Timed rounds of the modes alternate, and the median round is
+reported, so that a busy machine biases all modes alike; the first update (which compiles) is
+timed separately. steps/CPU-s divides by the process's CPU time instead of wall time: with one
+thread it estimates the speed on an idle machine when others share it. The sgemm line calibrates
+the machine: a 256x256x256 float32 matrix product.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from cmrl.agents import AgentConfig, make_agent
+from cmrl.consistency import CT
+from cmrl.data.dataset import DatasetInfo, TransitionData
+from cmrl.data.store import TransitionStore
+
+OBS_DIM, ACTION_DIM, BATCH = 11, 3, 256
+DATASET_SIZE = 1_000_000
+TOTAL_STEPS = 1_000_000
+EVAL_ENV = "Hopper-v5"
+
+
+@dataclass
+class Settings:
+    device: str
+    modes: list[str]
+    train_steps: int  # timed updates per round
+    rounds: int  # timed rounds per mode (the median is reported)
+    act_steps: list[int]  # sampling steps when acting
+    act_candidates: list[int]  # 1 = no Q-ranked candidates
+    act_calls: int  # timed act() calls per setting
+    eval_episodes: int  # 0 = skip the evaluation throughput
+
+
+def reference_config(mode: str, **overrides: Any) -> AgentConfig:
+    """The issue's reference setting of Consistency-AC (see the module docstring)."""
+    fields: dict[str, Any] = dict(algo="consistency_ac", consistency=CT, hidden_dims=[256, 256, 256],
+                                  critic_hidden_dims=[256, 256, 256], train_sampling_steps=2, ensemble_size=2,
+                                  compile=mode == "compile")
+    fields.update(overrides)
+    return AgentConfig(**fields)
+
+
+def synthetic_store(device: torch.device, size: int = DATASET_SIZE) -> TransitionStore:
+    """A hopper-sized transition store of standard-normal data (speed does not depend on values)."""
+    rng = np.random.default_rng(0)
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    info = DatasetInfo(name="synthetic-hopper", source="embedded", env_id=EVAL_ENV, ref_min_score=None,
+                       ref_max_score=None, action_low=-np.ones(ACTION_DIM, np.float32),
+                       action_high=np.ones(ACTION_DIM, np.float32), behaviour_returns=np.zeros(0, np.float32))
+    data = TransitionData(normal(size, OBS_DIM), np.tanh(normal(size, ACTION_DIM)), normal(size),
+                          normal(size, OBS_DIM), (rng.random(size) < 0.01).astype(np.float32),
+                          np.zeros(size, np.float32), info)
+    return TransitionStore(data, device)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall-clock seconds of fn(), device work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def sgemm_gflops(device: torch.device, repeats: int = 200) -> float:
+    a, b = torch.randn(256, 256, device=device), torch.randn(256, 256, device=device)
+    for _ in range(10):
+        a @ b
+    seconds = timed(lambda: [a @ b for _ in range(repeats)], device)
+    return 2 * 256 ** 3 * repeats / seconds / 1e9
+
+
+# --- measurements ----------------------------------------------------------------------------------
+def bench_training(s: Settings, device: torch.device) -> list[dict[str, Any]]:
+    store = synthetic_store(device)
+    agents = {}
+    rows = {}
+    for mode in s.modes:
+        torch.manual_seed(0)
+        agent = make_agent(reference_config(mode), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+        first = timed(lambda: agent.update(store.sample(BATCH)), device)
+        warm = timed(lambda: [agent.update(store.sample(BATCH)) for _ in range(5)], device)
+        agents[mode] = agent
+        rows[mode] = {"first_update_s": first, "warm_s": warm, "rounds": [], "cpu_rounds": []}
+    for _ in range(s.rounds):
+        for mode, agent in agents.items():
+            cpu = time.process_time()
+            seconds = timed(lambda: [agent.update(store.sample(BATCH)) for _ in range(s.train_steps)], device)
+            rows[mode]["rounds"].append(s.train_steps / seconds)
+            rows[mode]["cpu_rounds"].append(s.train_steps / (time.process_time() - cpu))
+    return [{"mode": mode, "steps_per_s": statistics.median(r["rounds"]), "best": max(r["rounds"]),
+             "worst": min(r["rounds"]), "steps_per_cpu_s": statistics.median(r["cpu_rounds"]),
+             "first_update_s": r["first_update_s"]} for mode, r in rows.items()]
+
+
+def bench_acting(s: Settings, device: torch.device) -> list[dict[str, Any]]:
+    results = []
+    for steps in s.act_steps:
+        for candidates in s.act_candidates:
+            for mode in s.modes:
+                torch.manual_seed(0)
+                agent = make_agent(reference_config(mode, act_sampling_steps=steps, act_candidates=candidates),
+                                   OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+                generator = torch.Generator(device=device).manual_seed(0)
+                row: dict[str, Any] = {"mode": mode, "steps": steps, "candidates": candidates}
+                for batch in (1, BATCH):
+                    obs = torch.randn(batch, OBS_DIM, device=device)
+                    first = timed(lambda: agent.act(obs, generator), device)
+                    for _ in range(5):
+                        agent.act(obs, generator)
+                    calls = s.act_calls if batch == 1 else max(s.act_calls // 10, 5)
+                    seconds = timed(lambda: [agent.act(obs, generator) for _ in range(calls)], device)
+                    row[f"ms_b{batch}"] = 1e3 * seconds / calls
+                    row[f"first_s_b{batch}"] = first
+                results.append(row)
+    return results
+
+
+def bench_evaluation(s: Settings, device: torch.device) -> list[dict[str, Any]]:
+    """Environment steps/s of evaluate_policy on Hopper with the policy acting (and with random actions)."""
+    try:
+        from cmrl.data.transforms import DataTransforms
+        from cmrl.envs import evaluate_policy
+        from cmrl.training.acting import make_act_fn
+    except ImportError as err:  # e.g. no gymnasium / MuJoCo on a GPU box
+        print(f"evaluation throughput skipped: {err}", file=sys.stderr)
+        return []
+    transforms = DataTransforms(np.zeros(OBS_DIM), np.ones(OBS_DIM), -np.ones(ACTION_DIM), np.ones(ACTION_DIM), 1.0, 0.0)
+    rng = np.random.default_rng(0)
+    policies: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "env only (random actions)": lambda obs: rng.uniform(-1, 1, (obs.shape[0], ACTION_DIM)).astype(np.float32)}
+    for mode in s.modes:
+        torch.manual_seed(0)  # the same untrained policy in every mode, so the same episodes
+        agent = make_agent(reference_config(mode), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+        policies[mode] = make_act_fn(agent, transforms, seed=0)
+    results = []
+    for name, act in policies.items():
+        evaluate_policy(act, EVAL_ENV, episodes=12, seed=0, num_envs=10)  # warm-up: compiles the batch sizes
+        start = time.perf_counter()
+        result = evaluate_policy(act, EVAL_ENV, episodes=s.eval_episodes, seed=1, num_envs=10)
+        seconds = time.perf_counter() - start
+        results.append({"policy": name, "env_steps_per_s": float(result.lengths.sum()) / seconds,
+                        "env_steps": int(result.lengths.sum())})
+    return results
+
+
+def run_worker(s: Settings, threads: int) -> dict[str, Any]:
+    device = torch.device(s.device)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    out: dict[str, Any] = {"threads": threads, "sgemm_gflops": sgemm_gflops(device)}
+    out["training"] = bench_training(s, device)
+    out["acting"] = bench_acting(s, device)
+    out["evaluation"] = bench_evaluation(s, device) if s.eval_episodes > 0 else []
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------------
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+
+
+def print_report(results: list[dict[str, Any]], s: Settings) -> None:
+    device = torch.device(s.device)
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    print(f"\n# cmrl benchmark: Consistency-AC, reference setting\nmachine: {machine(device)}{load}")
+    for r in results:
+        print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s")
+    print(f"\n## Training throughput (batch {BATCH}, 3x256 Mish, 2 sampling steps, twin Q, EMA teacher; "
+          f"median of {s.rounds} rounds of {s.train_steps} updates)")
+    print("| device | threads | mode | steps/s | best round | worst round | steps/CPU-s | first update (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for t in r["training"]:
+            print(f"| {device.type} | {r['threads']} | {t['mode']} | {t['steps_per_s']:.1f} | {t['best']:.1f} "
+                  f"| {t['worst']:.1f} | {t['steps_per_cpu_s']:.1f} | {t['first_update_s']:.1f} |")
+    print("\n## Acting latency (act(): noise, sampling, clamp; candidates ranked by min-Q)")
+    print("| device | threads | mode | sampling steps | candidates | ms/action (batch 1) | ms/batch of 256 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        for a in r["acting"]:
+            print(f"| {device.type} | {r['threads']} | {a['mode']} | {a['steps']} | {a['candidates']} "
+                  f"| {a['ms_b1']:.3f} | {a['ms_b256']:.2f} |")
+    if any(r["evaluation"] for r in results):
+        print(f"\n## Evaluation throughput ({EVAL_ENV}, {s.eval_episodes} episodes, 10 environments, "
+              "untrained policy, 2 sampling steps)")
+        print("| device | threads | policy | env steps/s | env steps |")
+        print("|---|---|---|---|---|")
+        for r in results:
+            for e in r["evaluation"]:
+                print(f"| {device.type} | {r['threads']} | {e['policy']} | {e['env_steps_per_s']:.0f} "
+                      f"| {e['env_steps']} |")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (cuda when available)")
+    p.add_argument("--threads", default="1,2", help="CPU thread counts, comma-separated (one process each)")
+    p.add_argument("--modes", default="eager,compile", help="eager and/or compile, comma-separated")
+    p.add_argument("--quick", action="store_true", help="fewer timed steps and acting settings")
+    p.add_argument("--act-steps", help="sampling steps of the acting table, comma-separated (default 1,2,5)")
+    p.add_argument("--act-candidates", default="1,50", help="candidates of the acting table, comma-separated")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation throughput")
+    p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: run one thread count, print JSON
+    args = p.parse_args(argv)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - {"eager", "compile"}:
+        p.error(f"--modes takes eager and/or compile, got {args.modes!r}")
+    gpu = device.startswith("cuda")
+    s = Settings(device=device, modes=modes,
+                 train_steps=(200 if gpu else 20) if args.quick else (1000 if gpu else 50),
+                 rounds=3 if args.quick else 5,
+                 act_steps=_ints(args.act_steps or ("1,2" if args.quick else "1,2,5")),
+                 act_candidates=_ints(args.act_candidates),
+                 act_calls=100 if args.quick else 300,
+                 eval_episodes=0 if args.no_eval else (10 if args.quick else 30))
+    return args, s
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, s = parse_args(argv)
+    if args.worker is not None:
+        print(json.dumps(run_worker(s, args.worker)))
+        return
+    if s.device.startswith("cuda"):
+        results = [run_worker(s, torch.get_num_threads())]
+    else:
+        results = []
+        for threads in _ints(args.threads):
+            cmd = [sys.executable, os.path.abspath(__file__), *sys.argv[1:], "--worker", str(threads)]
+            print(f"running {threads} thread(s) ...", file=sys.stderr, flush=True)
+            done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print_report(results, s)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": s.__dict__, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(argv=None)
