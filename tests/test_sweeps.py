@@ -157,7 +157,8 @@ def test_bench_experiment_declares_the_whole_benchmark():
     assert params.dataset.split(",") == BENCH_DATASETS
     assert params.seed.split(",") == ["0", "1", "2"]
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
-    assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 20000, 2000)
+    assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 10000, 1000)
+    assert cfg.agent.compile
     assert cfg.hydra.runtime.choices.dataset == "bench/hopper-medium"
 
     full = compose(["experiment=bench_d4rl_style_full"])
@@ -198,7 +199,7 @@ def test_bench_experiment_runs_in_parallel_and_a_missing_dataset_fails_alone(tmp
     data = tmp_path / "bench"
     write_d4rl_file(data / "hopper-medium.hdf5", "Hopper-v5", 400, (-20.272305, 3234.3))
     proc = train(["-m", "experiment=bench_d4rl_style", *TINY,
-                  "agent=consistency_bc", "seed=3", "dataset=bench/hopper-mixed,bench/hopper-medium",
+                  "agent=consistency_bc", "agent.compile=false", "seed=3", "dataset=bench/hopper-mixed,bench/hopper-medium",
                   "hydra.sweep.dir=sweep"],
                  tmp_path, env={"CMRL_BENCH_DATA": str(data)})
     assert proc.returncode != 0 and "hopper-mixed.hdf5" in proc.stderr
