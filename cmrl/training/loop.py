@@ -17,8 +17,8 @@ from cmrl.agents import Agent, make_agent
 from cmrl.data import TransitionData, load_dataset
 from cmrl.data.store import TransitionStore
 from cmrl.data.transforms import DataTransforms
-from cmrl.errors import ConfigError
 from cmrl.envs import EvalResult, evaluate_policy, normalized_score
+from cmrl.errors import ConfigError
 from cmrl.training.acting import make_act_fn
 from cmrl.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cmrl.training.config import TrainConfig
