@@ -209,28 +209,28 @@ def print_report(results: list[dict[str, Any]], s: Settings) -> None:
         print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s")
     print(f"\n## Training throughput (batch {BATCH}, 3x256 Mish, 2 sampling steps, twin Q, EMA teacher; "
           f"median of {s.rounds} rounds of {s.train_steps} updates)")
-    print("| device | threads | mode | steps/s | best round | worst round | steps/CPU-s | first update (s) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        for t in r["training"]:
-            print(f"| {device.type} | {r['threads']} | {t['mode']} | {t['steps_per_s']:.1f} | {t['best']:.1f} "
-                  f"| {t['worst']:.1f} | {t['steps_per_cpu_s']:.1f} | {t['first_update_s']:.1f} |")
+    print_table(["mode", "steps/s", "best round", "worst round", "steps/CPU-s", "first update (s)"],
+                [(r, [t["mode"], f"{t['steps_per_s']:.1f}", f"{t['best']:.1f}", f"{t['worst']:.1f}",
+                      f"{t['steps_per_cpu_s']:.1f}", f"{t['first_update_s']:.1f}"])
+                 for r in results for t in r["training"]], device)
     print("\n## Acting latency (act(): noise, sampling, clamp; candidates ranked by min-Q)")
-    print("| device | threads | mode | sampling steps | candidates | ms/action (batch 1) | ms/batch of 256 |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        for a in r["acting"]:
-            print(f"| {device.type} | {r['threads']} | {a['mode']} | {a['steps']} | {a['candidates']} "
-                  f"| {a['ms_b1']:.3f} | {a['ms_b256']:.2f} |")
+    print_table(["mode", "sampling steps", "candidates", "ms/action (batch 1)", "ms/batch of 256"],
+                [(r, [a["mode"], str(a["steps"]), str(a["candidates"]), f"{a['ms_b1']:.3f}", f"{a['ms_b256']:.2f}"])
+                 for r in results for a in r["acting"]], device)
     if any(r["evaluation"] for r in results):
         print(f"\n## Evaluation throughput ({EVAL_ENV}, {s.eval_episodes} episodes, 10 environments, "
               "untrained policy, 2 sampling steps)")
-        print("| device | threads | policy | env steps/s | env steps |")
-        print("|---|---|---|---|---|")
-        for r in results:
-            for e in r["evaluation"]:
-                print(f"| {device.type} | {r['threads']} | {e['policy']} | {e['env_steps_per_s']:.0f} "
-                      f"| {e['env_steps']} |")
+        print_table(["policy", "env steps/s", "env steps"],
+                    [(r, [e["policy"], f"{e['env_steps_per_s']:.0f}", str(e["env_steps"])])
+                     for r in results for e in r["evaluation"]], device)
+
+
+def print_table(columns: list[str], rows: list[tuple[dict[str, Any], list[str]]], device: torch.device) -> None:
+    """A Markdown table whose rows start with the device and the thread count of their result."""
+    print("| " + " | ".join(["device", "threads", *columns]) + " |")
+    print("|" + "---|" * (len(columns) + 2))
+    for result, cells in rows:
+        print("| " + " | ".join([device.type, str(result["threads"]), *cells]) + " |")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
