@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmrl.nn import EnsembleLinear, Mish, SinusoidalEmbedding, ema_update, ensemble_mlp, mish, mlp
+from cmrl.nn import EnsembleLayerNorm, EnsembleLinear, Mish, SinusoidalEmbedding, ema_update, ensemble_mlp, mish, mlp
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,6 +119,36 @@ def test_ensemble_mlp_equals_separate_mlps():
                 lin.weight.copy_(e.weight[k].T)
                 lin.bias.copy_(e.bias[k, 0])
         torch.testing.assert_close(out[k], single(x[k]), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_layer_norm_equals_separate_layer_norms():
+    torch.manual_seed(3)
+    K, B, d = 3, 5, 6
+    norm = EnsembleLayerNorm(d, K)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = 4.0 + 3.0 * torch.randn(K, B, d)
+    out = norm(x)
+    for k in range(K):
+        single = nn.LayerNorm(d)
+        with torch.no_grad():
+            single.weight.copy_(norm.weight[k, 0])
+            single.bias.copy_(norm.bias[k, 0])
+        torch.testing.assert_close(out[k], single(x[k]), rtol=1e-5, atol=1e-6)
+    # by hand for one row: (x - mean) / sqrt(var + eps) * gain + bias, biased variance
+    row = x[0, 0]
+    expected = (row - row.mean()) / torch.sqrt(row.var(unbiased=False) + 1e-5) * norm.weight[0, 0] + norm.bias[0, 0]
+    torch.testing.assert_close(out[0, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_bounds_the_features_of_far_inputs():
+    """With LayerNorm each hidden layer's output has unit scale, so a far input cannot inflate Q."""
+    torch.manual_seed(4)
+    plain, normed = ensemble_mlp(3, [16, 16], 1, 2), ensemble_mlp(3, [16, 16], 1, 2, layer_norm=True)
+    near, far = torch.randn(2, 64, 3), 1000.0 * torch.randn(2, 64, 3)
+    assert plain(far).abs().max() > 100 * plain(near).abs().max()
+    assert normed(far).abs().max() < 10 * normed(near).abs().max() + 1.0
 
 
 def test_ensemble_members_get_independent_gradients():

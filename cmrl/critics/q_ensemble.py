@@ -13,12 +13,13 @@ from cmrl.nn import ensemble_mlp
 class QEnsemble(nn.Module):
     """Q_1..Q_K(s, a) -> (K, B). K = 2 with a min over members is clipped double Q (Fujimoto et al. 2018)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], ensemble_size: int = 2):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], ensemble_size: int = 2,
+                 layer_norm: bool = False):
         super().__init__()
         if ensemble_size < 1:
             raise ValueError(f"the critic ensemble needs at least one member, got {ensemble_size}")
         self.ensemble_size = ensemble_size
-        self.net = ensemble_mlp(obs_dim + action_dim, hidden_dims, 1, ensemble_size)
+        self.net = ensemble_mlp(obs_dim + action_dim, hidden_dims, 1, ensemble_size, layer_norm)
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         x = torch.cat([obs, action], dim=-1)

@@ -1,5 +1,5 @@
 """Neural-network building blocks (no RL here)."""
 from .ema import ema_update
-from .layers import EnsembleLinear, Mish, SinusoidalEmbedding, ensemble_mlp, mish, mlp
+from .layers import EnsembleLayerNorm, EnsembleLinear, Mish, SinusoidalEmbedding, ensemble_mlp, mish, mlp
 
-__all__ = ["ema_update", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish", "mlp"]
+__all__ = ["ema_update", "EnsembleLayerNorm", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish", "mlp"]

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 def mish(x: Tensor) -> Tensor:
@@ -75,14 +76,34 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-def ensemble_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, ensemble_size: int) -> nn.Sequential:
-    """`mlp` with every layer an `EnsembleLinear`: K members in one batched pass."""
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of each member, with a gain and bias per member: (K, B, d) -> (K, B, d)."""
+
+    def __init__(self, dim: int, ensemble_size: int, eps: float = 1e-5):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, (self.dim,), eps=self.eps), self.weight)
+
+
+def ensemble_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, ensemble_size: int,
+                 layer_norm: bool = False) -> nn.Sequential:
+    """`mlp` with every layer an `EnsembleLinear`: K members in one batched pass.
+
+    layer_norm puts an `EnsembleLayerNorm` between each hidden layer and its Mish. The features then
+    stay bounded for any input, so Q cannot extrapolate linearly to large values on actions far from
+    the data (Ball et al. 2023; ReBRAC, Tarasov et al. 2023).
+    """
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [EnsembleLinear(a, b, ensemble_size), Mish()]
+        layers += [EnsembleLinear(a, b, ensemble_size), *([EnsembleLayerNorm(b, ensemble_size)] if layer_norm else []),
+                   Mish()]
     layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size))
     return nn.Sequential(*layers)
 
 
-__all__ = ["EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish", "mlp"]
+__all__ = ["EnsembleLayerNorm", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish", "mlp"]
