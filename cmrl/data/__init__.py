@@ -5,6 +5,7 @@ from .dataset import DatasetInfo, TransitionData
 from .embedded import EMBEDDED_DATASET_ID, ensure_embedded_dataset, scripted_pendulum_action
 from .errors import DatasetError
 from .minari import load_minari
+from .returns import episode_ends, returns_to_go
 from .store import Batch, TransitionStore
 from .transforms import DataTransforms
 
@@ -21,6 +22,6 @@ def load_dataset(cfg: DatasetConfig) -> TransitionData:
 
 __all__ = [
     "Batch", "DataTransforms", "DatasetConfig", "DatasetError", "DatasetInfo", "EMBEDDED_DATASET_ID",
-    "TransitionData", "TransitionStore", "ensure_embedded_dataset", "load_d4rl", "load_dataset",
-    "load_minari", "scripted_pendulum_action",
+    "TransitionData", "TransitionStore", "ensure_embedded_dataset", "episode_ends", "load_d4rl",
+    "load_dataset", "load_minari", "returns_to_go", "scripted_pendulum_action",
 ]

@@ -1,11 +1,12 @@
 """The transition store: transformed transitions as tensors on the training device, and its sampler."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 
 from .dataset import TransitionData
+from .returns import returns_to_go
 
 
 class Batch(NamedTuple):
@@ -16,19 +17,22 @@ class Batch(NamedTuple):
     rewards: torch.Tensor  # (B,)
     next_observations: torch.Tensor  # (B, obs_dim)
     terminals: torch.Tensor  # (B,) 1.0 = true terminal: no bootstrap
+    returns: Optional[torch.Tensor] = None  # (B,) discounted return-to-go G_t of the data from this transition
 
 
 class TransitionStore:
     """Holds (already transformed) transitions on `device` and samples uniform minibatches there.
 
     Sampling draws indices with the store's own generator (on the same device), so runs are
-    reproducible from `seed()` and resumable exactly from `state_dict()`.
+    reproducible from `seed()` and resumable exactly from `state_dict()`. Each row also carries the
+    data's discounted return-to-go G_t (`returns_to_go` with `discount`, the agent's gamma).
     """
 
-    def __init__(self, data: TransitionData, device: Union[torch.device, str] = "cpu") -> None:
+    def __init__(self, data: TransitionData, device: Union[torch.device, str] = "cpu", discount: float = 0.99) -> None:
         data.check()
         self.device = torch.device(device)
-        self._tensors = [torch.as_tensor(getattr(data, name)).to(self.device) for name in Batch._fields]
+        arrays = {**data.arrays(), "returns": returns_to_go(data, discount)}
+        self._tensors = [torch.as_tensor(arrays[name]).to(self.device) for name in Batch._fields]
         self._size = len(data)
         self.generator = torch.Generator(device=self.device)
         self.seed(0)

@@ -1,0 +1,38 @@
+"""Discounted returns-to-go of the data, episode by episode."""
+from __future__ import annotations
+
+import numpy as np
+
+from .dataset import TransitionData
+
+
+def episode_ends(data: TransitionData) -> np.ndarray:
+    """(N,) bool: True where an episode ends after this transition.
+
+    An episode ends at a terminal, at a time-limit cut, at the last row, and wherever the next row
+    does not continue it (its observation differs from this row's next observation): files that
+    concatenate episodes without marking every cut still split correctly.
+    """
+    ends = (data.terminals > 0) | (data.timeouts > 0)
+    ends[-1] = True
+    discontinuous = np.any(data.next_observations[:-1] != data.observations[1:], axis=1)
+    ends[:-1] |= discontinuous
+    return ends
+
+
+def returns_to_go(data: TransitionData, discount: float) -> np.ndarray:
+    """G_t = sum_{k >= 0} gamma^k r_{t+k} within t's episode, float32 of shape (N,).
+
+    G_t = r_t + gamma G_{t+1}, restarted at every episode end (see `episode_ends`). For an episode
+    cut by a time limit the sum stops at the cut, so G_t is the return the data actually observed.
+    """
+    if not 0.0 <= discount <= 1.0:
+        raise ValueError(f"discount must be in [0, 1], got {discount}")
+    ends = episode_ends(data).tolist()
+    rewards = data.rewards.astype(np.float64).tolist()
+    out = [0.0] * len(rewards)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):  # plain floats: about 0.3 s per million rows
+        running = rewards[t] + (0.0 if ends[t] else discount * running)
+        out[t] = running
+    return np.asarray(out, dtype=np.float32)
