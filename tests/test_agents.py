@@ -7,7 +7,7 @@ import copy
 import math
 import sys
 import types
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import pytest
 import torch
@@ -15,13 +15,14 @@ from torch import Tensor, nn
 
 
 class Batch(NamedTuple):
-    """Duck-typed stand-in for cmrl.data.store.Batch (rewards and terminals have shape (B,))."""
+    """Duck-typed stand-in for cmrl.data.store.Batch (rewards, terminals and returns have shape (B,))."""
 
     observations: Tensor
     actions: Tensor
     rewards: Tensor
     next_observations: Tensor
     terminals: Tensor
+    returns: Optional[Tensor] = None
 
 
 def _import_agents():
@@ -142,6 +143,7 @@ def test_agent_lr_decays_per_update():
     [
         (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc; got 'sac'"),
         (dict(lr_schedule="linear"), r"agent\.lr_schedule must be one of"),
+        (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound, return; got 'mc'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),
         (dict(consistency=ConsistencyConfig(index_sampling="beta")), r"agent\.consistency\.index_sampling"),
         (dict(consistency=ConsistencyConfig(s0=0)), r"agent\.consistency: need 1 <= s0 <= s1"),
@@ -305,6 +307,23 @@ def test_td_target_and_critic_loss_by_hand(max_q_backup):
     loss, metrics = agent.critic_loss(batch)
     assert loss.item() == pytest.approx(5.5)
     assert metrics["q/target_mean"].item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("critic_target,expected", [("td", [2.0, -1.0]), ("td_return_bound", [3.0, -1.0]),
+                                                    ("return", [3.0, -4.0])])
+def test_critic_targets_by_hand(critic_target, expected):
+    agent = make_agent(small_cfg(discount=0.5, critic_target=critic_target), 3, 2, 10)
+    _constant_head(agent.critic_target, [2.0, 3.0])
+    batch = Batch(torch.randn(2, 3), torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.randn(2, 3),
+                  torch.tensor([0.0, 1.0]), returns=torch.tensor([3.0, -4.0]))
+    # td: [1 + 0.5 * 2, -1] = [2, -1]; bounded by G = [3, -4]: [max(2, 3), max(-1, -4)] = [3, -1]; return: G
+    assert agent.td_target(batch).tolist() == pytest.approx(expected)
+
+
+def test_return_targets_need_the_batch_returns():
+    agent = make_agent(small_cfg(critic_target="return"), 3, 2, 10)
+    with pytest.raises(ValueError, match="returns-to-go"):
+        agent.critic_loss(toy_batch())
 
 
 @pytest.mark.parametrize("q_value,expected", [(5.0, -1.0), (-4.0, 1.0)])

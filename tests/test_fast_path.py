@@ -27,9 +27,11 @@ MODULES = ("policy", "teacher", "ema_policy", "critic", "critic_target")
 
 def _config(**overrides: object) -> AgentConfig:
     # CT: EMA teacher; total_steps 8 with ema_start_step 2: the curriculum N(k), the teacher decay mu(k),
-    # the acting EMA's switch and the cosine learning rates all change during the run.
+    # the acting EMA's switch and the cosine learning rates all change during the run. The critic has
+    # LayerNorm and a return-bounded TD target, so every critic option runs compiled.
     fields: dict = dict(algo="consistency_ac", consistency=CT, hidden_dims=[16], critic_hidden_dims=[16],
-                        time_embed_dim=8, train_sampling_steps=1, act_candidates=3, eta=1.0, ema_start_step=2)
+                        time_embed_dim=8, train_sampling_steps=1, act_candidates=3, eta=1.0, ema_start_step=2,
+                        critic_layer_norm=True, critic_target="td_return_bound")
     fields.update(overrides)
     return AgentConfig(**fields)
 
@@ -37,7 +39,7 @@ def _config(**overrides: object) -> AgentConfig:
 def _batch(seed: int, device: torch.device) -> Batch:
     g = torch.Generator().manual_seed(seed)
     batch = Batch(torch.randn(B, S, generator=g), torch.rand(B, A, generator=g) * 2 - 1, torch.randn(B, generator=g),
-                  torch.randn(B, S, generator=g), (torch.rand(B, generator=g) < 0.2).float())
+                  torch.randn(B, S, generator=g), (torch.rand(B, generator=g) < 0.2).float(), torch.randn(B, generator=g))
     return Batch(*(t.to(device) for t in batch))
 
 

@@ -2,8 +2,21 @@
 
 Critic (clipped double Q over an ensemble of K, target networks Q'):
 
-    y = r + gamma (1 - d) min_k Q'_k(s', a'),   a' ~ pi_ema(. | s')   (max over M samples with max_q_backup)
+    y = r + gamma (1 - d) min_k Q'_k(s', a'),   a' ~ pi_ema(. | s')   (critic_target=td; max over M
+                                                 samples of a' with max_q_backup)
+    y = max(r + gamma (1 - d) min_k Q'_k(s', a'), G_t)                 (critic_target=td_return_bound)
+    y = G_t                                                             (critic_target=return)
     L_Q = sum_k E[(Q_k(s, a) - y)^2]
+
+G_t = sum_k gamma^k r_{t+k} is the discounted return the data observed after (s_t, a_t). In a
+deterministic environment it is what one policy achieved from (s_t, a_t), so G_t <= Q*(s_t, a_t):
+a lower bound that lifts the target at once where bootstrapping has not yet propagated the rewards
+("optimality tightening", He et al. 2017). With gamma = 0.99 plain TD needs tens of thousands of
+updates to propagate a return over the ~1/(1 - gamma) horizon; the bound closes that gap from the
+first update, and it only ever uses actions from the data. critic_target=return regresses Q on G_t
+alone: Q then estimates Q^beta, the value of the data's own policy, and the actor takes one step of
+policy improvement on it (Brandfonbrener et al. 2021), with no bootstrapping from actions the data
+never took.
 
 Actor, with a_pi ~ pi_theta(. | s) sampled differentiably by the training sampler:
 
@@ -37,7 +50,8 @@ class ConsistencyAC(ConsistencyBC):
     def __init__(self, cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int,
                  device: torch.device | str = "cpu"):
         super().__init__(cfg, obs_dim, action_dim, total_steps, device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.critic_hidden_dims, cfg.ensemble_size).to(self.device)
+        self.critic = QEnsemble(obs_dim, action_dim, cfg.critic_hidden_dims, cfg.ensemble_size,
+                                 cfg.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay,
                                                self._capture)
@@ -49,7 +63,7 @@ class ConsistencyAC(ConsistencyBC):
     def draw_noise(self, batch_size: int) -> UpdateNoise:
         """Target-action noise (batch_size * backup_samples rows with max_q_backup), the CT pair,
         then the noise of a_pi when the Q loss is on."""
-        target = self._sampling_noise(batch_size * self._backup_samples)
+        target = self._sampling_noise(batch_size * self._backup_samples) if self.cfg.critic_target != "return" else []
         pairs = self.objective.sample_pairs(batch_size, self.action_dim, self.step, self.device)
         actor = self._sampling_noise(batch_size) if self.cfg.eta > 0 else []
         return UpdateNoise(target=target, pairs=pairs, actor=actor)
@@ -65,25 +79,35 @@ class ConsistencyAC(ConsistencyBC):
     # --- losses -------------------------------------------------------------------------------
     @torch.no_grad()
     def td_target(self, batch: Batch, noise: Optional[Sequence[Tensor]] = None) -> Tensor:
-        """y = r + gamma (1 - d) min_k Q'_k(s', a') with a' from the acting (EMA) policy.
+        """The critic's regression target y for `cfg.critic_target` (see the module docstring).
 
-        `noise` is the sampling noise of a' (defaults to a fresh draw).
+        `noise` is the sampling noise of a' (defaults to a fresh draw; unused for critic_target=return).
         """
+        if self.cfg.critic_target != "td" and batch.returns is None:
+            raise ValueError(f"agent.critic_target={self.cfg.critic_target} needs the batch's returns-to-go "
+                             "(batches from TransitionStore carry them)")
+        if self.cfg.critic_target == "return":
+            return batch.returns
         m = self._backup_samples
         next_obs = batch.next_observations.repeat_interleave(m, dim=0) if m > 1 else batch.next_observations
         if noise is None:
             noise = self._sampling_noise(next_obs.shape[0])
         next_actions = self.acting_policy.sample(next_obs, self.train_sigmas, noise=noise)
         next_q = self.critic_target(next_obs, next_actions).min(0).values.view(-1, m).max(1).values
-        return batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * next_q
+        target = batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * next_q
+        if self.cfg.critic_target == "td_return_bound":
+            target = torch.maximum(target, batch.returns)
+        return target
 
     def critic_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_Q, summed over the ensemble members."""
         target = self.td_target(batch, noise.target if noise is not None else None)
         q = self.critic(batch.observations, batch.actions)
         loss = (q - target).square().mean(1).sum()
-        return loss, {"loss/critic": loss.detach(), "q/data_mean": q.detach().mean(),
-                      "q/target_mean": target.mean()}
+        metrics = {"loss/critic": loss.detach(), "q/data_mean": q.detach().mean(), "q/target_mean": target.mean()}
+        if batch.returns is not None:  # the Q scale the data's returns call for
+            metrics["q/data_return_mean"] = batch.returns.mean()
+        return loss, metrics
 
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_CM + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
