@@ -7,15 +7,16 @@
     python scripts/benchmark.py --modes eager --threads 1,2 --no-eval
 
 Reference setting (the issue's): hopper-sized data (state 11, action 3) in a TransitionStore of
-1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish, 2
-sampling steps, twin Q (ensemble of 2), CT with an EMA teacher. Modes: `eager` is the plain path;
+1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish (no
+LayerNorm, as in the public code), 2 sampling steps, twin Q (ensemble of 2), CT with an EMA teacher. Modes: `eager` is the plain path;
 `compile` is AgentConfig.compile (torch.compile of the losses and of action selection, plus, on
 CUDA, the whole update captured in a CUDA graph). On CPU each thread count runs in a fresh process
 (compiled kernels specialise on it). Timed rounds of the modes alternate, and the median round is
 reported, so that a busy machine biases all modes alike; the first update (which compiles) is
 timed separately. steps/CPU-s divides by the process's CPU time instead of wall time: with one
 thread it estimates the speed on an idle machine when others share it. The sgemm line calibrates
-the machine: a 256x256x256 float32 matrix product.
+the machine (a 256x256x256 float32 matrix product) and turns the matrix-product FLOPs of one update,
+counted by torch's FlopCounterMode, into the most steps/s this machine could run at that rate.
 """
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ class Settings:
 def reference_config(mode: str, **overrides: Any) -> AgentConfig:
     """The issue's reference setting of Consistency-AC (see the module docstring)."""
     fields: dict[str, Any] = dict(algo="consistency_ac", consistency=CT, hidden_dims=[256, 256, 256],
-                                  critic_hidden_dims=[256, 256, 256], train_sampling_steps=2, ensemble_size=2,
-                                  compile=mode == "compile")
+                                  critic_hidden_dims=[256, 256, 256], critic_layer_norm=False,
+                                  train_sampling_steps=2, ensemble_size=2, compile=mode == "compile")
     fields.update(overrides)
     return AgentConfig(**fields)
 
@@ -101,6 +102,22 @@ def sgemm_gflops(device: torch.device, repeats: int = 200) -> float:
         a @ b
     seconds = timed(lambda: [a @ b for _ in range(repeats)], device)
     return 2 * 256 ** 3 * repeats / seconds / 1e9
+
+
+def update_gflop(device: torch.device) -> float:
+    """GFLOP of one eager update at the reference setting, counted by torch's FlopCounterMode.
+
+    Only matrix products are counted (elementwise work is small beside them), so the sgemm rate
+    divided by this is an upper bound on steps/s for this network size on this machine.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    store = synthetic_store(device, size=4 * BATCH)
+    agent = make_agent(reference_config("eager"), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+    agent.update(store.sample(BATCH))
+    with FlopCounterMode(display=False) as counter:
+        agent.update(store.sample(BATCH))
+    return counter.get_total_flops() / 1e9
 
 
 # --- measurements ----------------------------------------------------------------------------------
@@ -181,7 +198,8 @@ def run_worker(s: Settings, threads: int) -> dict[str, Any]:
     device = torch.device(s.device)
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    out: dict[str, Any] = {"threads": threads, "sgemm_gflops": sgemm_gflops(device)}
+    out: dict[str, Any] = {"threads": threads, "sgemm_gflops": sgemm_gflops(device),
+                           "update_gflop": update_gflop(device)}
     out["training"] = bench_training(s, device)
     out["acting"] = bench_acting(s, device)
     out["evaluation"] = bench_evaluation(s, device) if s.eval_episodes > 0 else []
@@ -206,7 +224,9 @@ def print_report(results: list[dict[str, Any]], s: Settings) -> None:
     load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
     print(f"\n# cmrl benchmark: Consistency-AC, reference setting\nmachine: {machine(device)}{load}")
     for r in results:
-        print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s")
+        print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s; one update is "
+              f"{r['update_gflop']:.2f} GFLOP of matrix products, so at that rate the update cannot exceed "
+              f"{r['sgemm_gflops'] / r['update_gflop']:.0f} steps/s")
     print(f"\n## Training throughput (batch {BATCH}, 3x256 Mish, 2 sampling steps, twin Q, EMA teacher; "
           f"median of {s.rounds} rounds of {s.train_steps} updates)")
     print_table(["mode", "steps/s", "best round", "worst round", "steps/CPU-s", "first update (s)"],
