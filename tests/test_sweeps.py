@@ -157,7 +157,7 @@ def test_bench_experiment_declares_the_whole_benchmark():
     assert params.dataset.split(",") == BENCH_DATASETS
     assert params.seed.split(",") == ["0", "1", "2"]
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
-    assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 10000, 1000)
+    assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 10000, 2000)
     assert cfg.agent.compile
     assert cfg.hydra.runtime.choices.dataset == "bench/hopper-medium"
 
