@@ -11,7 +11,10 @@ Critic (clipped double Q over an ensemble of K, target networks Q'):
 G_t = sum_k gamma^k r_{t+k} is the discounted return the data observed after (s_t, a_t). In a
 deterministic environment it is what one policy achieved from (s_t, a_t), so G_t <= Q*(s_t, a_t):
 a lower bound that lifts the target at once where bootstrapping has not yet propagated the rewards
-("optimality tightening", He et al. 2017). With gamma = 0.99 plain TD needs tens of thousands of
+("optimality tightening", He et al. 2017). Where the data's episode was cut by a time limit, G_t
+stops at the cut, which keeps it a lower bound only when the rewards after the cut are >= 0 (mostly
+true of Hopper with its alive bonus; not of Pendulum's costs, nor of HalfCheetah's rewards under
+random actions: there the bound can overshoot). Hence td stays the default. With gamma = 0.99 plain TD needs tens of thousands of
 updates to propagate a return over the ~1/(1 - gamma) horizon; the bound closes that gap from the
 first update, and it only ever uses actions from the data. critic_target=return regresses Q on G_t
 alone: Q then estimates Q^beta, the value of the data's own policy, and the actor takes one step of
