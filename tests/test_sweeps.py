@@ -158,11 +158,12 @@ def test_bench_experiment_declares_the_whole_benchmark():
     assert params.seed.split(",") == ["0", "1", "2"]
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 10000, 2000)
-    assert cfg.agent.compile
+    assert cfg.agent.compile and cfg.agent.critic_layer_norm and cfg.agent.actor_lr == 1e-3
     assert cfg.hydra.runtime.choices.dataset == "bench/hopper-medium"
 
     full = compose(["experiment=bench_d4rl_style_full"])
     assert full.steps == 1_000_000 and full.hydra.sweeper.params.seed.split(",") == ["0", "1", "2", "3", "4"]
+    assert full.agent.actor_lr == 3e-4 and full.agent.critic_layer_norm
     assert full.hydra.sweeper.params.dataset == params.dataset and full.hydra.launcher.n_jobs == 2
 
 
