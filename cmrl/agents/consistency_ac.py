@@ -11,15 +11,15 @@ Critic (clipped double Q over an ensemble of K, target networks Q'):
 G_t = sum_k gamma^k r_{t+k} is the discounted return the data observed after (s_t, a_t). In a
 deterministic environment it is what one policy achieved from (s_t, a_t), so G_t <= Q*(s_t, a_t):
 a lower bound that lifts the target at once where bootstrapping has not yet propagated the rewards
-("optimality tightening", He et al. 2017). Where the data's episode was cut by a time limit, G_t
-stops at the cut, which keeps it a lower bound only when the rewards after the cut are >= 0 (mostly
-true of Hopper with its alive bonus; not of Pendulum's costs, nor of HalfCheetah's rewards under
-random actions: there the bound can overshoot). Hence td stays the default. With gamma = 0.99 plain TD needs tens of thousands of
+("optimality tightening", He et al. 2017). With gamma = 0.99 plain TD needs tens of thousands of
 updates to propagate a return over the ~1/(1 - gamma) horizon; the bound closes that gap from the
-first update, and it only ever uses actions from the data. critic_target=return regresses Q on G_t
-alone: Q then estimates Q^beta, the value of the data's own policy, and the actor takes one step of
-policy improvement on it (Brandfonbrener et al. 2021), with no bootstrapping from actions the data
-never took.
+first update, and it only ever uses actions from the data. Where the data's episode was cut by a
+time limit, G_t stops at the cut, which keeps it a lower bound only when the rewards after the cut
+are >= 0 (mostly true of Hopper with its alive bonus; not of Pendulum's costs, nor of HalfCheetah's
+rewards under random actions: there the bound can overshoot). Hence td stays the default.
+critic_target=return regresses Q on G_t alone: Q then estimates Q^beta, the value of the data's own
+policy, and the actor takes one step of policy improvement on it (Brandfonbrener et al. 2021), with
+no bootstrapping from actions the data never took.
 
 Actor, with a_pi ~ pi_theta(. | s) sampled differentiably by the training sampler:
 
@@ -64,9 +64,10 @@ class ConsistencyAC(ConsistencyBC):
 
     # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:
-        """Target-action noise (batch_size * backup_samples rows with max_q_backup), the CT pair,
-        then the noise of a_pi when the Q loss is on."""
-        target = self._sampling_noise(batch_size * self._backup_samples) if self.cfg.critic_target != "return" else []
+        """Target-action noise (batch_size * backup_samples rows with max_q_backup; none when the
+        critic regresses on returns alone), the CT pair, then the noise of a_pi when the Q loss is on."""
+        bootstraps = self.cfg.critic_target != "return"
+        target = self._sampling_noise(batch_size * self._backup_samples) if bootstraps else []
         pairs = self.objective.sample_pairs(batch_size, self.action_dim, self.step, self.device)
         actor = self._sampling_noise(batch_size) if self.cfg.eta > 0 else []
         return UpdateNoise(target=target, pairs=pairs, actor=actor)
