@@ -48,7 +48,7 @@ _import_agents()
 
 from cmrl.agents import AgentConfig, ConsistencyAC, ConsistencyBC, make_agent  # noqa: E402
 from cmrl.agents.optim import lr_factor, make_scheduler  # noqa: E402
-from cmrl.consistency import CT, ICT, ConsistencyConfig  # noqa: E402
+from cmrl.consistency import CT, ICT, ConsistencyConfig, sampling_noise  # noqa: E402
 
 FAST = ConsistencyConfig(curriculum="fixed", s0=2, s1=2)  # CT with a fixed 3-point grid: learns in ~100 steps
 
@@ -160,6 +160,7 @@ def test_agent_lr_decays_per_update():
         (dict(ema_decay=1.0), r"agent\.ema_decay must be in \[0, 1\)"),
         (dict(min_lr_ratio=1.5), r"agent\.min_lr_ratio"),
         (dict(eta=-1.0), r"agent.eta must be >= 0"),
+        (dict(act_temperature=-0.5), r"agent\.act_temperature must be >= 0"),
         (dict(time_embed_dim=5), r"agent\.time_embed_dim must be even"),
         (dict(algo="consistency_bc", act_candidates=4), r"agent\.act_candidates > 1"),
         (dict(act_sampling_sigmas=[80.0]), r"agent\.act_sampling_sigmas must hold 2 strictly decreasing"),
@@ -498,6 +499,27 @@ def test_act_with_candidates_picks_the_best_and_stays_bounded():
     _loud(single)
     one = single.act(obs)
     assert one.shape == (64, 2) and one.abs().max().item() <= 1.0
+
+
+@pytest.mark.parametrize("algo,candidates", [("consistency_bc", 1), ("consistency_ac", 4)])
+def test_act_temperature_scales_every_noise_draw(algo: str, candidates: int):
+    agent = make_agent(small_cfg(algo=algo, act_candidates=candidates, act_temperature=0.5), 3, 2, 10)
+    _loud(agent)
+    obs = torch.randn(16, 3)
+    actions = agent.act(obs, generator=torch.Generator().manual_seed(0))
+    noise = sampling_noise((16 * candidates, 2), 2, generator=torch.Generator().manual_seed(0))
+    assert len(agent.act_sigmas) == 2
+    assert torch.equal(actions, agent.select_actions(obs, [0.5 * z for z in noise]))
+    assert not torch.equal(actions, agent.select_actions(obs, noise))  # the temperature did change them
+
+
+def test_zero_act_temperature_is_a_deterministic_policy():
+    agent = make_agent(small_cfg(algo="consistency_bc", act_temperature=0.0), 3, 2, 10)
+    obs = torch.randn(16, 3)
+    first = agent.act(obs, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(first, agent.act(obs, generator=torch.Generator().manual_seed(1)))
+    zeros = [torch.zeros(16, 2), torch.zeros(16, 2)]  # x_T = 0, and no re-noising between the steps
+    assert torch.equal(first, agent.select_actions(obs, zeros))
 
 
 def test_training_time_actions_stay_in_the_action_box():

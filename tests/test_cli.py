@@ -58,6 +58,16 @@ def test_evaluate_a_checkpoint(trained_run: Path) -> None:
     assert "in Pendulum-v1, 3 episodes" in proc.stdout and "normalised score" in proc.stdout
 
 
+def test_evaluate_overrides_the_acting_settings(trained_run: Path) -> None:
+    checkpoint = f"checkpoint={trained_run / 'checkpoint.pt'}"
+    proc = run_script("evaluate.py", checkpoint, "episodes=2", "envs=2", "act_candidates=3", "act_temperature=0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "normalised score" in proc.stdout
+    proc = run_script("evaluate.py", checkpoint, "act_temperature=-1")
+    assert proc.returncode == 2
+    assert "agent.act_temperature must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_bad_config_value_is_one_clear_line(tmp_path: Path) -> None:
     proc = run_script("train.py", *TINY_OVERRIDES, "agent.eta=-1", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2

@@ -42,6 +42,7 @@ class AgentConfig:
     train_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for training sampling; None = Karras
     act_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for acting; None = Karras
     act_candidates: int = 1  # N > 1: sample N actions per state and take the one with the highest min-Q
+    act_temperature: float = 1.0  # acting noise z -> temperature * z; < 1 samples nearer the modes (low-temperature sampling)
     compile: bool = False  # torch.compile the update (fast path; ~1 min cold compile)
 
     def validate(self, prefix: str = "agent") -> None:
@@ -72,7 +73,7 @@ class AgentConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{prefix}.ema_decay must be in [0, 1) (1 would freeze the acting policy; "
                              f"0 disables the EMA), got {self.ema_decay}")
-        for key in ("eta", "weight_decay", "lr_warmup_steps", "ema_start_step"):
+        for key in ("eta", "weight_decay", "lr_warmup_steps", "ema_start_step", "act_temperature"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:

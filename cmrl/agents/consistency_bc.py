@@ -169,9 +169,17 @@ class ConsistencyBC:
     # --- acting -------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Normalised actions in [-1, 1] for a batch of (normalised) observations."""
+        """Normalised actions in [-1, 1] for a batch of (normalised) observations.
+
+        Low-temperature sampling (as in Decision Diffuser, Ajay et al. 2023): every noise draw of the
+        sampler, x_T = tau_1 z_1 and the re-noising sqrt(tau_n^2 - sigma_min^2) z_n, uses alpha z_n with
+        alpha = act_temperature. alpha < 1 trades the sample's diversity for actions nearer the
+        policy's modes; alpha = 0 makes the policy deterministic.
+        """
         rows = obs.shape[0] * self.cfg.act_candidates
         noise = sampling_noise((rows, self.action_dim), len(self.act_sigmas), obs.device, obs.dtype, generator)
+        if self.cfg.act_temperature != 1.0:
+            noise = [self.cfg.act_temperature * z for z in noise]
         return self._select_actions(obs, noise)
 
     def select_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:

@@ -45,8 +45,13 @@ class LoadedPolicy:
     step: int
 
 
-def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Optional[int] = None) -> LoadedPolicy:
-    """Restore the agent and data transforms of a checkpoint written by scripts/train.py."""
+def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Optional[int] = None,
+                act_temperature: Optional[float] = None) -> LoadedPolicy:
+    """Restore the agent and data transforms of a checkpoint written by scripts/train.py.
+
+    `act_candidates` and `act_temperature` replace the acting settings the agent was trained with
+    (None keeps them); they change how it acts, not what it learned.
+    """
     from cmrl.training.cli import to_train_config
     from cmrl.training.loop import resolve_checkpoint, resolve_device
 
@@ -54,7 +59,9 @@ def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Op
     cfg = to_train_config(payload["config"])
     if act_candidates is not None:
         cfg.agent.act_candidates = act_candidates
-        cfg.agent.validate()
+    if act_temperature is not None:
+        cfg.agent.act_temperature = act_temperature
+    cfg.agent.validate()
     agent = make_agent(cfg.agent, payload["obs_dim"], payload["action_dim"], cfg.steps, resolve_device(device))
     agent.load_state_dict(payload["agent"])
     info = payload["dataset_info"]
