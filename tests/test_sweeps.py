@@ -159,11 +159,13 @@ def test_bench_experiment_declares_the_whole_benchmark():
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 10000, 2000)
     assert cfg.agent.compile and cfg.agent.critic_layer_norm and cfg.agent.actor_lr == 1e-3
+    assert cfg.agent.critic_target == "td_return_bound" and cfg.agent.act_temperature == 0.25
     assert cfg.hydra.runtime.choices.dataset == "bench/hopper-medium"
 
     full = compose(["experiment=bench_d4rl_style_full"])
     assert full.steps == 1_000_000 and full.hydra.sweeper.params.seed.split(",") == ["0", "1", "2", "3", "4"]
     assert full.agent.actor_lr == 3e-4 and full.agent.critic_layer_norm
+    assert full.agent.critic_target == "td_return_bound" and full.agent.act_temperature == 0.25
     assert full.hydra.sweeper.params.dataset == params.dataset and full.hydra.launcher.n_jobs == 2
 
 

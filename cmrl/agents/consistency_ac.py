@@ -16,7 +16,8 @@ updates to propagate a return over the ~1/(1 - gamma) horizon; the bound closes 
 first update, and it only ever uses actions from the data. Where the data's episode was cut by a
 time limit, G_t stops at the cut, which keeps it a lower bound only when the rewards after the cut
 are >= 0 (mostly true of Hopper with its alive bonus; not of Pendulum's costs, nor of HalfCheetah's
-rewards under random actions: there the bound can overshoot). Hence td stays the default.
+rewards under random actions: there the bound can overshoot). Hence td stays the default; the
+10k-step benchmark (experiment=bench_d4rl_style) uses the bound, measured in README.md's Results.
 critic_target=return regresses Q on G_t alone: Q then estimates Q^beta, the value of the data's own
 policy, and the actor takes one step of policy improvement on it (Brandfonbrener et al. 2021), with
 no bootstrapping from actions the data never took.
