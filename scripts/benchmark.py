@@ -9,15 +9,16 @@
 Reference setting (the issue's): hopper-sized data (state 11, action 3) in a TransitionStore of
 1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish (no
 LayerNorm, as in the public code), 2 sampling steps, twin Q (ensemble of 2), CT with an EMA
-teacher. Modes: `eager` is the plain path; `compile` is AgentConfig.compile (torch.compile of the losses and of action selection, plus, on
-CUDA, the whole update captured in a CUDA graph). On CPU each thread count runs in a fresh process
-(compiled kernels specialise on it). Timed rounds of the modes alternate, and the median round is
-reported, so that a busy machine biases all modes alike; the first update (which compiles) is
-timed separately. steps/CPU-s divides by the process's CPU time instead of wall time: with one
-thread it estimates the speed on an idle machine when others share it. The sgemm line calibrates
-the machine (the best of 5 rounds of 256x256x256 float32 matrix products) and turns the
-matrix-product FLOPs of one update, counted by torch's FlopCounterMode, into the steps/s this
-machine would reach if the update did nothing but matrix products at that rate.
+teacher. Modes: `eager` is the plain path; `compile` is AgentConfig.compile (torch.compile of the
+losses and of action selection, plus, on CUDA, the whole update captured in a CUDA graph). On CPU
+each thread count runs in a fresh process (compiled kernels specialise on it). Timed rounds of the
+modes alternate, and the median round is reported, so that a busy machine biases all modes alike;
+the first update (which compiles) is timed separately. steps/CPU-s divides by the process's CPU
+time instead of wall time: with one thread it estimates the speed on an idle machine when others
+share it. The sgemm line calibrates the machine (the best of 5 rounds of 256x256x256 float32 matrix
+products) and turns the matrix-product FLOPs of one update, counted by torch's FlopCounterMode,
+into the steps/s this machine would reach if the update did nothing but matrix products at that
+rate.
 """
 from __future__ import annotations
 

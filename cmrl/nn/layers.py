@@ -100,8 +100,10 @@ def ensemble_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, ensemble_size
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [EnsembleLinear(a, b, ensemble_size), *([EnsembleLayerNorm(b, ensemble_size)] if layer_norm else []),
-                   Mish()]
+        layers.append(EnsembleLinear(a, b, ensemble_size))
+        if layer_norm:
+            layers.append(EnsembleLayerNorm(b, ensemble_size))
+        layers.append(Mish())
     layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size))
     return nn.Sequential(*layers)
 
