@@ -155,7 +155,7 @@ def test_bench_experiment_declares_the_whole_benchmark():
     params = cfg.hydra.sweeper.params
     assert params.agent.split(",") == ["consistency_ac", "consistency_bc"]
     assert params.dataset.split(",") == BENCH_DATASETS
-    assert params.seed.split(",") == ["0", "1", "2"]
+    assert params.seed.split(",") == ["0", "1", "2", "3", "4"]
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     assert (cfg.threads, cfg.device, cfg.steps, cfg.eval_every) == (1, "cpu", 10000, 2000)
     assert cfg.agent.compile and cfg.agent.critic_layer_norm and cfg.agent.actor_lr == 1e-3
