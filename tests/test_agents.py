@@ -338,6 +338,73 @@ def test_normalised_q_loss_by_hand(q_value, expected):
     assert loss.item() == pytest.approx(metrics["loss/consistency"].item() + 2.0 * expected, rel=1e-6)
 
 
+class _OffsetLinearQ(nn.Module):
+    """Q_k(s, a) = 100 + sum_j a_j for both members: a known value offset and a known action slope."""
+
+    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
+        return (100.0 + action.sum(-1)).expand(2, -1)
+
+    frozen = forward
+
+
+def test_advantage_normalised_q_loss_by_hand():
+    """value: -mean(Q) / mean|Q|; advantage: -mean(A) / mean|A| with A = Q(s, a_pi) - Q(s, a). The
+    baseline carries no gradient, so the two gradients differ by the factor mean|Q| / mean|A| only."""
+    batch = toy_batch()
+    grads = {}
+    for normalizer in ("value", "advantage"):
+        torch.manual_seed(0)
+        agent = make_agent(small_cfg(eta=1.0, q_normalizer=normalizer), 3, 2, 10)
+        agent.critic = _OffsetLinearQ()
+        noise = agent.draw_noise(batch.observations.shape[0])
+        with torch.no_grad():
+            a_pi = agent.policy.sample(batch.observations, agent.train_sigmas, noise=noise.actor)
+        q_pi, q_data = 100.0 + a_pi.sum(-1), 100.0 + batch.actions.sum(-1)
+        loss, metrics = agent.actor_loss(batch, noise)
+        advantage = q_pi - q_data
+        gain = advantage if normalizer == "advantage" else q_pi
+        assert metrics["loss/q"].item() == pytest.approx((-gain.mean() / gain.abs().mean()).item(), rel=1e-5)
+        assert metrics["q/scale"].item() == pytest.approx(gain.abs().mean().item(), rel=1e-5)
+        assert metrics["q/policy_advantage"].item() == pytest.approx(advantage.mean().item(), rel=1e-4, abs=1e-5)
+        params_ = list(agent.policy.parameters())
+        total = torch.autograd.grad(loss, params_)
+        consistency = torch.autograd.grad(agent.consistency_loss(batch, noise.pairs)[0], params_)
+        grads[normalizer] = torch.cat([(t - c).flatten() for t, c in zip(total, consistency)])  # the Q term's
+        scale_ratio = (q_pi.abs().mean() / advantage.abs().mean()).item()  # the same in both passes
+    torch.testing.assert_close(grads["advantage"], grads["value"] * scale_ratio, rtol=1e-4, atol=1e-7)
+
+
+def test_diagnostics_split_the_actor_gradient_without_side_effects():
+    """grad_norm/actor_consistency and grad_norm/actor_q are the norms of grad L_CM and grad eta L_Q on
+    the noise that the diagnostics draw; the run's random stream and the parameters' .grad stay as
+    they were."""
+    batch = toy_batch()
+    agent = make_agent(small_cfg(eta=3.0), 3, 2, 10)
+    agent.update(batch)
+    grads_before = [p.grad.clone() for p in agent.policy.parameters()]
+    rng_before = torch.get_rng_state()
+    metrics = agent.diagnostics(batch)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    for p, g in zip(agent.policy.parameters(), grads_before):
+        assert torch.equal(p.grad, g)
+    noise = agent.draw_noise(batch.observations.shape[0])  # the same draw, from the restored stream
+    params_ = list(agent.policy.parameters())
+
+    def norm(loss):
+        return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params_)]).norm().item()
+
+    assert metrics["grad_norm/actor_consistency"].item() == pytest.approx(
+        norm(agent.consistency_loss(batch, noise.pairs)[0]), rel=1e-5)
+    assert metrics["grad_norm/actor_q"].item() == pytest.approx(norm(3.0 * agent.q_loss(batch, noise.actor)[0]),
+                                                                rel=1e-5)
+    assert make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10).diagnostics(batch) == {}
+
+
+def test_q_normalizer_must_be_known():
+    with pytest.raises(ValueError, match=r"agent\.q_normalizer must be one of value, advantage"):
+        small_cfg(q_normalizer="std").validate()
+
+
 # --------------------------------------------------------------------------------------------------
 # learning on toys
 # --------------------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ def test_a_run_writes_config_metrics_checkpoint_and_summary(tmp_path: Path) -> N
     records = read_metrics(tmp_path)
     steps = [r["step"] for r in records if "loss/critic" in r]
     assert steps == [10, 20, 30, 40]
+    # the gradient split of the actor loss is logged with them, at the logging steps only
+    assert [r["step"] for r in records if "grad_norm/actor_q" in r] == steps
+    assert all(r["grad_norm/actor_consistency"] > 0 for r in records if "loss/critic" in r)
     assert any("eval/normalized_mean" in r for r in records)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["final_normalized"] == pytest.approx(summary.final_normalized)

@@ -9,6 +9,7 @@ from cmrl.consistency import ICT, ConsistencyConfig
 ALGOS = ("consistency_ac", "consistency_bc")
 LR_SCHEDULES = ("cosine", "constant")
 CRITIC_TARGETS = ("td", "td_return_bound", "return")
+Q_NORMALIZERS = ("value", "advantage")
 
 
 @dataclass
@@ -31,7 +32,8 @@ class AgentConfig:
     discount: float = 0.99  # gamma
     tau: float = 0.005  # Polyak rate of the target critics
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
-    eta: float = 1.0  # weight of the Q loss -Q(s, pi(s)) / mean|Q| in the actor loss (consistency_ac)
+    eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
+    q_normalizer: str = "value"  # value: -Q(s, a_pi) / mean|Q| (Diffusion-QL) | advantage: -A / mean|A|, A = Q(s, a_pi) - Q(s, a_data)
     critic_target: str = "td"  # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t) | return: G_t (Q of the data's policy)
     max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL)
     backup_samples: int = 10  # actions sampled per next state for max_q_backup
@@ -54,6 +56,9 @@ class AgentConfig:
         if self.critic_target not in CRITIC_TARGETS:
             raise ValueError(f"{prefix}.critic_target must be one of {', '.join(CRITIC_TARGETS)}; "
                              f"got {self.critic_target!r}")
+        if self.q_normalizer not in Q_NORMALIZERS:
+            raise ValueError(f"{prefix}.q_normalizer must be one of {', '.join(Q_NORMALIZERS)}; "
+                             f"got {self.q_normalizer!r}")
         self.consistency.validate(f"{prefix}.consistency")
         for key in ("hidden_dims", "critic_hidden_dims"):
             dims = getattr(self, key)

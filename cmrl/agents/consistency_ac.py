@@ -24,10 +24,17 @@ no bootstrapping from actions the data never took.
 
 Actor, with a_pi ~ pi_theta(. | s) sampled differentiably by the training sampler:
 
-    L_pi = L_CM(theta) + eta * ( -E[Q(s, a_pi)] / E[|Q(s, a_pi)|] )
+    L_pi = L_CM(theta) + eta * ( -E[Q(s, a_pi) - b(s, a)] / E[|Q(s, a_pi) - b(s, a)|] )
 
-where Q is the ensemble mean with the critic's parameters frozen and the denominator detached (the
-Diffusion-QL normalisation that makes eta independent of the reward scale).
+where Q is the ensemble mean with the critic's parameters frozen and the denominator detached. The
+baseline b carries no gradient, so both choices push a_pi along the same dQ/da; they differ in the
+scale that the denominator divides out (`q_normalizer`):
+- value: b = 0, the Diffusion-QL normalisation by mean |Q|. It makes eta independent of the reward
+  scale, but mean |Q| is dominated by the state's value: where Q ~ 300 and moving the action across
+  its range changes Q by ~1 %, the Q term's gradient is ~1/1000 of L_CM's late in an iCT run;
+- advantage: b = Q(s, a) at the data's action, so the denominator is mean |A| with the advantage
+  A = Q(s, a_pi) - Q(s, a): the scale of how much Q depends on the action, free of the value's
+  offset and of the horizon 1 / (1 - gamma).
 """
 from __future__ import annotations
 
@@ -46,6 +53,13 @@ from .acceleration import maybe_compile
 from .config import AgentConfig
 from .consistency_bc import SATURATION, ConsistencyBC, Metrics, UpdateNoise
 from .optim import gradient_step, make_optimizer, make_scheduler
+
+
+Q_SCALE_FLOOR = 1e-6  # the normaliser's floor: a critic flat in the action must not divide by zero
+
+
+def _global_norm(grads: Sequence[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 class ConsistencyAC(ConsistencyBC):
@@ -114,21 +128,48 @@ class ConsistencyAC(ConsistencyBC):
             metrics["q/data_return_mean"] = batch.returns.mean()
         return loss, metrics
 
+    def q_loss(self, batch: Batch, actor_noise: Sequence[Tensor]) -> tuple[Tensor, Metrics]:
+        """The normalised Q loss -E[Q(s, a_pi) - b] / E|Q(s, a_pi) - b| (`q_normalizer` picks b)."""
+        a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=actor_noise)
+        q = self.critic.frozen(batch.observations, a_pi).mean(0)
+        with torch.no_grad():
+            q_data = self.critic(batch.observations, batch.actions).mean(0)
+        advantage = q.detach() - q_data
+        gain = q - q_data if self.cfg.q_normalizer == "advantage" else q  # Q(s, a_pi) - b(s, a)
+        q_scale = gain.abs().mean().detach().clamp(min=Q_SCALE_FLOOR)
+        loss = -gain.mean() / q_scale
+        return loss, {"loss/q": loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
+                      "q/policy_advantage": advantage.mean(), "q/policy_advantage_abs": advantage.abs().mean(),
+                      "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()}
+
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_CM + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
         if noise is None:
             noise = self.draw_noise(batch.observations.shape[0])
         loss, metrics = self.consistency_loss(batch, noise.pairs)
         if self.cfg.eta > 0:
-            a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=noise.actor)
-            q = self.critic.frozen(batch.observations, a_pi).mean(0)
-            q_scale = q.abs().mean().detach()
-            q_loss = -q.mean() / q_scale
+            q_loss, q_metrics = self.q_loss(batch, noise.actor)
             loss = loss + self.cfg.eta * q_loss
-            metrics.update({"loss/q": q_loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
-                            "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()})
+            metrics.update(q_metrics)
         metrics["loss/actor"] = loss.detach()
         return loss, metrics
+
+    def diagnostics(self, batch: Batch) -> Metrics:
+        """The global gradient norms of the actor loss's two parts, L_CM and eta * L_Q, each alone.
+
+        Their ratio says how much the critic steers the policy: the actor's one clipped step
+        (grad_norm/actor) cannot tell a Q term that dominates from one that L_CM drowns. Computed on
+        fresh noise with the random streams restored afterwards, and with autograd.grad, so neither
+        the parameters' .grad nor the run's later random numbers change.
+        """
+        if self.cfg.eta == 0:
+            return {}
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            noise = self.draw_noise(batch.observations.shape[0])
+            consistency = torch.autograd.grad(self.consistency_loss(batch, noise.pairs)[0], params)
+            q_term = torch.autograd.grad(self.cfg.eta * self.q_loss(batch, noise.actor)[0], params)
+        return {"grad_norm/actor_consistency": _global_norm(consistency), "grad_norm/actor_q": _global_norm(q_term)}
 
     # --- steps --------------------------------------------------------------------------------
     def train_step(self, batch: Batch, noise: UpdateNoise) -> Metrics:

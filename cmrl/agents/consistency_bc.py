@@ -152,6 +152,10 @@ class ConsistencyBC:
     def _schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
         return [self.actor_scheduler]
 
+    def diagnostics(self, batch: Batch) -> Metrics:
+        """Costlier diagnostics, which the training loop computes at its logging steps only (none here)."""
+        return {}
+
     def update(self, batch: Batch) -> Metrics:
         """One update: draw its noise, set this step's decays, run `train_step`, advance the schedules."""
         noise = self.draw_noise(batch.observations.shape[0])

@@ -156,10 +156,12 @@ class Trainer:
             log.log(dataset_metrics, self.agent.step)
             log.advance(self.agent.step)
             while self.agent.step < cfg.steps:
-                metrics = self.agent.update(self.store.sample(cfg.batch_size))
+                batch = self.store.sample(cfg.batch_size)
+                metrics = self.agent.update(batch)
                 step = self.agent.step
                 last = step == cfg.steps
                 if step % cfg.logger.log_every == 0 or last:
+                    metrics.update(self.agent.diagnostics(batch))
                     log.log({k: float(v) for k, v in metrics.items()}, step)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
                     log.log(self.evaluate().as_metrics(), step)
