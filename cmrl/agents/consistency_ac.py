@@ -31,7 +31,8 @@ baseline b carries no gradient, so both choices push a_pi along the same dQ/da; 
 scale that the denominator divides out (`q_normalizer`):
 - value: b = 0, the Diffusion-QL normalisation by mean |Q|. It makes eta independent of the reward
   scale, but mean |Q| is dominated by the state's value: where Q ~ 300 and moving the action across
-  its range changes Q by ~1 %, the Q term's gradient is ~1/1000 of L_CM's late in an iCT run;
+  its range changes Q by ~1 %, the Q term's gradient ends a 10k-step iCT run at 1/800 to 1/3000 of
+  L_CM's (README: Results; `diagnostics` measures the two);
 - advantage: b = Q(s, a) at the data's action, so the denominator is mean |A| with the advantage
   A = Q(s, a_pi) - Q(s, a): the scale of how much Q depends on the action, free of the value's
   offset and of the horizon 1 / (1 - gamma).
