@@ -53,14 +53,10 @@ from cmrl.nn import ema_update
 from .acceleration import maybe_compile
 from .config import AgentConfig
 from .consistency_bc import SATURATION, ConsistencyBC, Metrics, UpdateNoise
-from .optim import gradient_step, make_optimizer, make_scheduler
+from .optim import global_norm, gradient_step, make_optimizer, make_scheduler
 
 
 Q_SCALE_FLOOR = 1e-6  # the normaliser's floor: a critic flat in the action must not divide by zero
-
-
-def _global_norm(grads: Sequence[Tensor]) -> Tensor:
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 class ConsistencyAC(ConsistencyBC):
@@ -129,18 +125,29 @@ class ConsistencyAC(ConsistencyBC):
             metrics["q/data_return_mean"] = batch.returns.mean()
         return loss, metrics
 
-    def q_loss(self, batch: Batch, actor_noise: Sequence[Tensor]) -> tuple[Tensor, Metrics]:
-        """The normalised Q loss -E[Q(s, a_pi) - b] / E|Q(s, a_pi) - b| (`q_normalizer` picks b)."""
+    def q_loss(self, batch: Batch, actor_noise: Sequence[Tensor],
+               measure_advantage: bool = False) -> tuple[Tensor, Metrics]:
+        """The normalised Q loss -E[Q(s, a_pi) - b] / E|Q(s, a_pi) - b| (`q_normalizer` picks b).
+
+        Q at the data's action is evaluated only when the loss needs it (q_normalizer=advantage) or
+        `measure_advantage` asks for the q/policy_advantage metrics: the update stays one critic
+        pass lighter with the default normaliser, and `diagnostics` measures them at logging steps.
+        """
         a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=actor_noise)
         q = self.critic.frozen(batch.observations, a_pi).mean(0)
-        with torch.no_grad():
-            q_data = self.critic(batch.observations, batch.actions).mean(0)
-        advantage = q.detach() - q_data
-        gain = q - q_data if self.cfg.q_normalizer == "advantage" else q  # Q(s, a_pi) - b(s, a)
+        by_advantage = self.cfg.q_normalizer == "advantage"
+        metrics: Metrics = {}
+        gain = q  # Q(s, a_pi) - b(s, a)
+        if by_advantage or measure_advantage:
+            with torch.no_grad():
+                q_data = self.critic(batch.observations, batch.actions).mean(0)
+            advantage = q.detach() - q_data
+            metrics = {"q/policy_advantage": advantage.mean(), "q/policy_advantage_abs": advantage.abs().mean()}
+            if by_advantage:
+                gain = q - q_data
         q_scale = gain.abs().mean().detach().clamp(min=Q_SCALE_FLOOR)
         loss = -gain.mean() / q_scale
-        return loss, {"loss/q": loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
-                      "q/policy_advantage": advantage.mean(), "q/policy_advantage_abs": advantage.abs().mean(),
+        return loss, {**metrics, "loss/q": loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
                       "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()}
 
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
@@ -156,9 +163,10 @@ class ConsistencyAC(ConsistencyBC):
         return loss, metrics
 
     def diagnostics(self, batch: Batch) -> Metrics:
-        """The global gradient norms of the actor loss's two parts, L_CM and eta * L_Q, each alone.
+        """The global gradient norms of the actor loss's two parts, L_CM and eta * L_Q, each alone,
+        and the policy's advantage over the data's action, Q(s, a_pi) - Q(s, a).
 
-        Their ratio says how much the critic steers the policy: the actor's one clipped step
+        The norms' ratio says how much the critic steers the policy: the actor's one clipped step
         (grad_norm/actor) cannot tell a Q term that dominates from one that L_CM drowns. Computed on
         fresh noise with the random streams restored afterwards, and with autograd.grad, so neither
         the parameters' .grad nor the run's later random numbers change.
@@ -169,8 +177,11 @@ class ConsistencyAC(ConsistencyBC):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             noise = self.draw_noise(batch.observations.shape[0])
             consistency = torch.autograd.grad(self.consistency_loss(batch, noise.pairs)[0], params)
-            q_term = torch.autograd.grad(self.cfg.eta * self.q_loss(batch, noise.actor)[0], params)
-        return {"grad_norm/actor_consistency": _global_norm(consistency), "grad_norm/actor_q": _global_norm(q_term)}
+            q_loss, q_metrics = self.q_loss(batch, noise.actor, measure_advantage=True)
+            q_term = torch.autograd.grad(self.cfg.eta * q_loss, params)
+        return {"grad_norm/actor_consistency": global_norm(consistency), "grad_norm/actor_q": global_norm(q_term),
+                "q/policy_advantage": q_metrics["q/policy_advantage"],
+                "q/policy_advantage_abs": q_metrics["q/policy_advantage_abs"]}
 
     # --- steps --------------------------------------------------------------------------------
     def train_step(self, batch: Batch, noise: UpdateNoise) -> Metrics:
