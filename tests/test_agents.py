@@ -5,50 +5,15 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-import types
-from typing import NamedTuple, Optional
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-
-class Batch(NamedTuple):
-    """Duck-typed stand-in for cmrl.data.store.Batch (rewards, terminals and returns have shape (B,))."""
-
-    observations: Tensor
-    actions: Tensor
-    rewards: Tensor
-    next_observations: Tensor
-    terminals: Tensor
-    returns: Optional[Tensor] = None
-
-
-def _import_agents():
-    """Import cmrl.agents even while cmrl.data.store (written elsewhere) does not exist yet: the agents
-    only use its Batch for annotations, so a temporary stub module is enough; it is removed again."""
-    try:
-        import cmrl.agents  # noqa: F401
-    except ModuleNotFoundError as err:
-        if err.name != "cmrl.data.store":
-            raise
-        for name in [m for m in sys.modules if m.startswith("cmrl.agents")]:
-            del sys.modules[name]
-        stub = types.ModuleType("cmrl.data.store")
-        stub.Batch = Batch
-        sys.modules["cmrl.data.store"] = stub
-        try:
-            import cmrl.agents  # noqa: F401
-        finally:
-            del sys.modules["cmrl.data.store"]
-
-
-_import_agents()
-
-from cmrl.agents import AgentConfig, ConsistencyAC, ConsistencyBC, make_agent  # noqa: E402
-from cmrl.agents.optim import lr_factor, make_scheduler  # noqa: E402
-from cmrl.consistency import CT, ICT, ConsistencyConfig, sampling_noise  # noqa: E402
+from cmrl.agents import AgentConfig, ConsistencyAC, ConsistencyBC, make_agent
+from cmrl.agents.optim import lr_factor, make_scheduler
+from cmrl.consistency import CT, ICT, ConsistencyConfig, sampling_noise
+from cmrl.data import Batch
 
 FAST = ConsistencyConfig(curriculum="fixed", s0=2, s1=2)  # CT with a fixed 3-point grid: learns in ~100 steps
 
@@ -153,6 +118,7 @@ def test_agent_lr_decays_per_update():
         (dict(critic_lr=-1.0), r"agent\.critic_lr must be > 0"),
         (dict(ensemble_size=0), r"agent\.ensemble_size must be > 0"),
         (dict(act_candidates=0), r"agent\.act_candidates must be > 0"),
+        (dict(n_step=0), r"agent\.n_step must be > 0"),
         (dict(discount=1.5), r"agent\.discount must be in \[0, 1\]"),
         (dict(tau=-0.1), r"agent\.tau must be in \(0, 1\]"),
         (dict(tau=0.0), r"agent\.tau must be in \(0, 1\]"),
@@ -319,6 +285,15 @@ def test_critic_targets_by_hand(critic_target, expected):
                   torch.tensor([0.0, 1.0]), returns=torch.tensor([3.0, -4.0]))
     # td: [1 + 0.5 * 2, -1] = [2, -1]; bounded by G = [3, -4]: [max(2, 3), max(-1, -4)] = [3, -1]; return: G
     assert agent.td_target(batch).tolist() == pytest.approx(expected)
+
+
+def test_n_step_targets_bootstrap_with_the_batch_discounts():
+    agent = make_agent(small_cfg(discount=0.5), 3, 2, 10)
+    _constant_head(agent.critic_target, [2.0, 3.0])
+    batch = Batch(torch.randn(3, 3), torch.zeros(3, 2), torch.tensor([1.0, -1.0, 4.0]), torch.randn(3, 3),
+                  torch.tensor([0.0, 1.0, 0.0]), discounts=torch.tensor([0.125, 0.25, 0.5]))
+    # y = R^(n) + gamma^m (1 - d) min_k Q'_k = [1 + 0.125 * 2, -1 + 0, 4 + 0.5 * 2] (agent's gamma unused)
+    assert agent.td_target(batch).tolist() == pytest.approx([1.25, -1.0, 5.0])
 
 
 def test_return_targets_need_the_batch_returns():

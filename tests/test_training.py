@@ -108,6 +108,16 @@ def test_bad_config_values_are_rejected_with_the_key_named(override: dict, messa
     assert message in str(err.value)
 
 
+def test_trainer_builds_n_step_batches_from_the_agent_config(tmp_path: Path) -> None:
+    cfg = tiny_config(steps=20)
+    cfg.agent.n_step = 3
+    batch = Trainer(cfg, tmp_path / "run").store.sample(4096)
+    gamma = cfg.agent.discount
+    # the embedded data's episodes run 200 steps: most rows bootstrap after 3, the last 2 of each after fewer
+    counts = {m: int(torch.isclose(batch.discounts, torch.tensor(gamma ** m)).sum()) for m in (1, 2, 3)}
+    assert sum(counts.values()) == 4096 and counts[3] > 4000 and counts[1] > 0 and counts[2] > 0
+
+
 def test_resuming_with_another_dataset_is_refused(tmp_path: Path) -> None:
     """A checkpoint of a 3-dimensional Pendulum policy cannot continue on data of other dimensions."""
     train(tiny_config(steps=20), tmp_path / "run")

@@ -30,6 +30,7 @@ class AgentConfig:
     actor_grad_clip: float = 10.0  # max global gradient norm of the actor; <= 0 disables clipping
     critic_grad_clip: float = 10.0  # max global gradient norm of the critics; <= 0 disables clipping
     discount: float = 0.99  # gamma
+    n_step: int = 1  # TD targets from n-step returns within the episode: r_t + ... + gamma^{n-1} r_{t+n-1} + gamma^n Q'(s_{t+n}, a')
     tau: float = 0.005  # Polyak rate of the target critics
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
@@ -66,7 +67,8 @@ class AgentConfig:
                 raise ValueError(f"{prefix}.{key} must be a non-empty list of positive widths, got {dims}")
         positive = {"actor_lr": self.actor_lr, "critic_lr": self.critic_lr, "ensemble_size": self.ensemble_size,
                     "backup_samples": self.backup_samples, "train_sampling_steps": self.train_sampling_steps,
-                    "act_sampling_steps": self.act_sampling_steps, "act_candidates": self.act_candidates}
+                    "act_sampling_steps": self.act_sampling_steps, "act_candidates": self.act_candidates,
+                    "n_step": self.n_step}
         for key, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{prefix}.{key} must be > 0, got {value}")

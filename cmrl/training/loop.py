@@ -93,7 +93,8 @@ class Trainer:
         self.data.check()
         self.env_id = cfg.dataset.env_id or self.data.info.env_id
         self.transforms = DataTransforms.fit(self.data, cfg.dataset)
-        self.store = TransitionStore(self.transforms.apply(self.data), self.device, cfg.agent.discount)
+        self.store = TransitionStore(self.transforms.apply(self.data), self.device, cfg.agent.discount,
+                                     cfg.agent.n_step)
         self.store.seed(cfg.seed)
         self.agent: Agent = make_agent(cfg.agent, self.data.obs_dim, self.data.action_dim, cfg.steps, self.device)
         self.best_normalized: Optional[float] = None
