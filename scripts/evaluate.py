@@ -24,7 +24,8 @@ def main(cfg: DictConfig) -> None:
     try:
         if cfg.episodes < 1 or cfg.envs < 1:
             raise UserError(f"episodes and envs must be >= 1, got episodes={cfg.episodes}, envs={cfg.envs}")
-        loaded = load_policy(cfg.checkpoint, cfg.device, cfg.act_candidates, cfg.act_temperature)
+        loaded = load_policy(cfg.checkpoint, cfg.device, cfg.act_candidates, cfg.act_temperature,
+                             cfg.act_sampling_steps)
         act = make_act_fn(loaded.agent, loaded.transforms, cfg.seed)
         result = evaluate_policy(act, loaded.env_id, cfg.episodes, cfg.seed, num_envs=min(cfg.envs, cfg.episodes),
                                  ref_min=loaded.ref_min, ref_max=loaded.ref_max, video_dir=cfg.video_dir)

@@ -68,6 +68,21 @@ def test_evaluate_overrides_the_acting_settings(trained_run: Path) -> None:
     assert "agent.act_temperature must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_load_policy_acts_with_another_number_of_sampling_steps(trained_run: Path) -> None:
+    from cmrl.agents import make_agent
+    from cmrl.training.acting import load_policy
+
+    trained = load_policy(trained_run, "cpu")
+    one_step = load_policy(trained_run, "cpu", act_sampling_steps=1)
+    assert len(trained.agent.act_sigmas) == trained.config.agent.act_sampling_steps == 2
+    assert one_step.config.agent.act_sampling_steps == 1
+    fresh = make_agent(one_step.config.agent, 3, 1, 10)  # the Karras sigmas for one step
+    assert one_step.agent.act_sigmas == fresh.act_sigmas and len(one_step.agent.act_sigmas) == 1
+    proc = run_script("evaluate.py", f"checkpoint={trained_run}", "episodes=2", "envs=2", "act_sampling_steps=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "normalised score" in proc.stdout
+
+
 def test_bad_config_value_is_one_clear_line(tmp_path: Path) -> None:
     proc = run_script("train.py", *TINY_OVERRIDES, "agent.eta=-1", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2

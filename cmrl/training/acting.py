@@ -46,11 +46,12 @@ class LoadedPolicy:
 
 
 def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Optional[int] = None,
-                act_temperature: Optional[float] = None) -> LoadedPolicy:
+                act_temperature: Optional[float] = None, act_sampling_steps: Optional[int] = None) -> LoadedPolicy:
     """Restore the agent and data transforms of a checkpoint written by scripts/train.py.
 
-    `act_candidates` and `act_temperature` replace the acting settings the agent was trained with
-    (None keeps them); they change how it acts, not what it learned.
+    `act_candidates`, `act_temperature` and `act_sampling_steps` replace the acting settings the agent
+    was trained with (None keeps them); they change how it acts, not what it learned. A new number of
+    sampling steps acts on the Karras sigmas for that number (explicit `act_sampling_sigmas` are dropped).
     """
     from cmrl.training.cli import to_train_config
     from cmrl.training.loop import resolve_checkpoint, resolve_device
@@ -61,6 +62,9 @@ def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Op
         cfg.agent.act_candidates = act_candidates
     if act_temperature is not None:
         cfg.agent.act_temperature = act_temperature
+    if act_sampling_steps is not None and act_sampling_steps != cfg.agent.act_sampling_steps:
+        cfg.agent.act_sampling_steps = act_sampling_steps
+        cfg.agent.act_sampling_sigmas = None
     cfg.agent.validate()
     agent = make_agent(cfg.agent, payload["obs_dim"], payload["action_dim"], cfg.steps, resolve_device(device))
     agent.load_state_dict(payload["agent"])
