@@ -81,7 +81,7 @@ def synthetic_store(device: torch.device, size: int = DATASET_SIZE) -> Transitio
     data = TransitionData(normal(size, OBS_DIM), np.tanh(normal(size, ACTION_DIM)), normal(size),
                           normal(size, OBS_DIM), (rng.random(size) < 0.01).astype(np.float32),
                           np.zeros(size, np.float32), info)
-    return TransitionStore(data, device)
+    return TransitionStore(data, device, AgentConfig().discount)
 
 
 def synchronize(device: torch.device) -> None:

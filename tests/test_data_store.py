@@ -43,7 +43,7 @@ def check_batch(batch, size: int, device: torch.device) -> None:
 
 
 def test_batches_hold_consistent_rows_and_cover_the_data():
-    store = TransitionStore(make(), torch.device("cpu"))
+    store = TransitionStore(make(), torch.device("cpu"), 0.99)
     assert len(store) == N
     check_batch(store.sample(256), 256, torch.device("cpu"))
     seen = store.sample(5000).observations[:, 0].unique()
@@ -51,7 +51,7 @@ def test_batches_hold_consistent_rows_and_cover_the_data():
 
 
 def test_n_step_store_rows_look_ahead_within_the_episode():
-    store = TransitionStore(make(), discount=0.5, n_step=3)
+    store = TransitionStore(make(), "cpu", discount=0.5, n_step=3)
     batch = store.sample(512)
     i = batch.observations[:, 0].long()
     # m = rows summed: at most 3, never past a terminal (rows 6, 13, ...) nor the last row
@@ -66,7 +66,7 @@ def test_n_step_store_rows_look_ahead_within_the_episode():
 
 
 def test_seeded_sampling_is_deterministic():
-    a, b = TransitionStore(make()), TransitionStore(make())
+    a, b = TransitionStore(make(), "cpu", 0.99), TransitionStore(make(), "cpu", 0.99)
     a.seed(3)
     b.seed(3)
     torch.testing.assert_close(a.sample(64).observations, b.sample(64).observations)
@@ -75,13 +75,13 @@ def test_seeded_sampling_is_deterministic():
 
 
 def test_resume_from_state_dict_gives_the_same_next_batches():
-    store = TransitionStore(make())
+    store = TransitionStore(make(), "cpu", 0.99)
     store.seed(11)
     store.sample(32)
     buffer = io.BytesIO()
     torch.save(store.state_dict(), buffer)
     expected = [store.sample(32).observations for _ in range(3)]
-    resumed = TransitionStore(make())
+    resumed = TransitionStore(make(), "cpu", 0.99)
     buffer.seek(0)
     resumed.load_state_dict(torch.load(buffer, weights_only=True))
     for batch in expected:
@@ -90,13 +90,13 @@ def test_resume_from_state_dict_gives_the_same_next_batches():
 
 def test_batch_size_must_be_positive():
     with pytest.raises(ValueError, match="batch_size must be positive; got 0"):
-        TransitionStore(make()).sample(0)
+        TransitionStore(make(), "cpu", 0.99).sample(0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_store_on_cuda_samples_and_resumes_on_the_device():
     device = torch.device("cuda")
-    store = TransitionStore(make(), device)
+    store = TransitionStore(make(), device, 0.99)
     store.seed(5)
     check_batch(store.sample(128), 128, torch.device("cuda", torch.cuda.current_device()))
     state = store.state_dict()

@@ -30,7 +30,7 @@ class AgentConfig:
     actor_grad_clip: float = 10.0  # max global gradient norm of the actor; <= 0 disables clipping
     critic_grad_clip: float = 10.0  # max global gradient norm of the critics; <= 0 disables clipping
     discount: float = 0.99  # gamma
-    n_step: int = 1  # TD targets from n-step returns within the episode: r_t + ... + gamma^{n-1} r_{t+n-1} + gamma^n Q'(s_{t+n}, a')
+    n_step: int = 1  # n-step TD targets within the episode: sum_{k<n} gamma^k r_{t+k} + gamma^n Q'(s_{t+n}, a')
     tau: float = 0.005  # Polyak rate of the target critics
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)

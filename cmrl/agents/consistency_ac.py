@@ -6,7 +6,8 @@ Critic (clipped double Q over an ensemble of K, target networks Q'):
                                                  samples of a' with max_q_backup)
     y = R^(n) + gamma^m (1 - d) min_k Q'_k(s_{t+m}, a')                 (n_step=n: R^(n) sums the
                                                  m = min(n, rows left in the episode) rewards)
-    y = max(r + gamma (1 - d) min_k Q'_k(s', a'), G_t)                 (critic_target=td_return_bound)
+    y = max(r + gamma (1 - d) min_k Q'_k(s', a'), G_t)                 (critic_target=td_return_bound;
+                                                 the TD part n-step with n_step)
     y = G_t                                                             (critic_target=return)
     L_Q = sum_k E[(Q_k(s, a) - y)^2]
 
@@ -112,6 +113,7 @@ class ConsistencyAC(ConsistencyBC):
             noise = self._sampling_noise(next_obs.shape[0])
         next_actions = self.acting_policy.sample(next_obs, self.train_sigmas, noise=noise)
         next_q = self.critic_target(next_obs, next_actions).min(0).values.view(-1, m).max(1).values
+        # gamma^m of each row from the store (its n-step windows), else the agent's gamma
         discount = batch.discounts if batch.discounts is not None else self.cfg.discount
         target = batch.rewards + discount * (1.0 - batch.terminals) * next_q
         if self.cfg.critic_target == "td_return_bound":

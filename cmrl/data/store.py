@@ -26,13 +26,13 @@ class TransitionStore:
 
     Sampling draws indices with the store's own generator (on the same device), so runs are
     reproducible from `seed()` and resumable exactly from `state_dict()`. Each row also carries the
-    data's discounted return-to-go G_t (`returns_to_go` with `discount`, the agent's gamma). With
+    data's discounted return-to-go G_t (`returns_to_go` with `discount`: pass the agent's gamma). With
     `n_step` > 1 a row is the n-step transition from its state (`n_step_transitions`): rewards,
     next_observations and terminals look n rows ahead within the episode, and `discounts` holds
     gamma^m for the m rows summed (gamma everywhere for n_step = 1).
     """
 
-    def __init__(self, data: TransitionData, device: Union[torch.device, str] = "cpu", discount: float = 0.99,
+    def __init__(self, data: TransitionData, device: Union[torch.device, str], discount: float,
                  n_step: int = 1) -> None:
         data.check()
         self.device = torch.device(device)
