@@ -191,6 +191,21 @@ def test_groups_split_on_varying_config_but_not_on_seed_or_logger(tmp_path: Path
     assert [g.variant for g in group_runs(runs)] == ["steps=100", "steps=200"]
 
 
+def test_a_key_that_older_configs_lack_counts_as_its_schema_default(tmp_path: Path):
+    """Runs written before agent.n_step existed ran one-step targets: they join runs with n_step=1."""
+    old = [load_run(make_run(tmp_path / "old", f"r{seed}", seed=seed)) for seed in range(2)]
+    new = []
+    for seed, n_step in ((2, 1), (3, 1), (4, 5)):
+        run = make_run(tmp_path / "new", f"r{seed}", seed=seed)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["agent"]["n_step"] = n_step
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        new.append(load_run(run))
+    groups = group_runs(old + new)
+    assert [(g.variant, g.seeds) for g in groups] == [("agent.n_step=1", [0, 1, 2, 3]), ("agent.n_step=5", [4])]
+    assert group_runs(old + new[:2])[0].variant == "" and group_runs(old + new[:2])[0].seeds == [0, 1, 2, 3]
+
+
 def test_summarize_group_scores_final_checkpoints_and_keeps_best_separate(sweep: Path):
     runs = [load_run(p) for p in find_run_dirs([sweep])[0]]
     rows = [summarize_group(g, ReportSettings(n_resamples=500)) for g in group_runs(runs)]
