@@ -6,6 +6,7 @@ but no summary is a run that failed or has not finished yet: it is reported, nev
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -159,9 +160,11 @@ def is_variant_key(key: str) -> bool:
     return key not in NON_VARIANT_KEYS and not key.startswith(NON_VARIANT_PREFIXES)
 
 
+@functools.lru_cache(maxsize=None)
 def schema_defaults() -> dict[str, Any]:
     """The flattened defaults of cmrl's configuration schema (TrainConfig). A run whose config.yaml
-    lacks a key was written by a cmrl without that option, and it ran as the option's default does."""
+    lacks a key was written by a cmrl without that option, and it ran as the option's default does.
+    Read once, and only when some config lacks a key (the schema imports torch)."""
     from dataclasses import asdict
 
     from cmrl.training.config import TrainConfig
@@ -169,17 +172,16 @@ def schema_defaults() -> dict[str, Any]:
     return flatten(asdict(TrainConfig()))
 
 
-def config_value(run: RunResult, key: str, defaults: dict[str, Any]) -> Any:
+def config_value(run: RunResult, key: str) -> Any:
     """The run's value of a config key; the schema default where its config predates the key."""
-    return run.config.get(key, defaults.get(key))
+    return run.config[key] if key in run.config else schema_defaults().get(key)
 
 
-def varying_keys(runs: list[RunResult], defaults: Optional[dict[str, Any]] = None) -> list[str]:
+def varying_keys(runs: list[RunResult]) -> list[str]:
     """Config keys (not seeds or bookkeeping) whose values differ between ``runs``, sorted. A key that
-    some configs lack takes the schema default there (`schema_defaults`, the default of `defaults`)."""
-    defaults = schema_defaults() if defaults is None else defaults
+    some configs lack takes the schema default there (`config_value`)."""
     keys = sorted({k for r in runs for k in r.config if is_variant_key(k)})
-    return [k for k in keys if len({repr(config_value(r, k, defaults)) for r in runs}) > 1]
+    return [k for k in keys if len({repr(config_value(r, k)) for r in runs}) > 1]
 
 
 def _format_value(value: Any) -> str:
@@ -228,13 +230,12 @@ def group_runs(runs: list[RunResult]) -> list[RunGroup]:
     by_task: dict[tuple[str, str, str], list[RunResult]] = {}
     for run in runs:
         by_task.setdefault((run.dataset, run.env_id, run.algo), []).append(run)
-    defaults = schema_defaults()
     groups = []
     for (dataset, env_id, algo), members in by_task.items():
-        keys = varying_keys(members, defaults)
+        keys = varying_keys(members)
         by_variant: dict[str, list[RunResult]] = {}
         for run in members:
-            variant = " ".join(f"{k}={_format_value(config_value(run, k, defaults))}" for k in keys)
+            variant = " ".join(f"{k}={_format_value(config_value(run, k))}" for k in keys)
             by_variant.setdefault(variant, []).append(run)
         for variant, seeds in by_variant.items():
             seeds = sorted(seeds, key=lambda r: (r.seed, str(r.run_dir)))
