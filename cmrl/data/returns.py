@@ -22,14 +22,18 @@ def episode_ends(data: TransitionData) -> np.ndarray:
     return ends
 
 
+def _check_discount(discount: float) -> None:
+    if not 0.0 <= discount <= 1.0:
+        raise ValueError(f"discount must be in [0, 1], got {discount}")
+
+
 def returns_to_go(data: TransitionData, discount: float) -> np.ndarray:
     """G_t = sum_{k >= 0} gamma^k r_{t+k} within t's episode, float32 of shape (N,).
 
     G_t = r_t + gamma G_{t+1}, restarted at every episode end (see `episode_ends`). For an episode
     cut by a time limit the sum stops at the cut, so G_t is the return the data actually observed.
     """
-    if not 0.0 <= discount <= 1.0:
-        raise ValueError(f"discount must be in [0, 1], got {discount}")
+    _check_discount(discount)
     ends = episode_ends(data).tolist()
     rewards = data.rewards.astype(np.float64).tolist()
     out = [0.0] * len(rewards)
@@ -58,8 +62,7 @@ def n_step_transitions(data: TransitionData, discount: float, n: int) -> NStepTr
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if not 0.0 <= discount <= 1.0:
-        raise ValueError(f"discount must be in [0, 1], got {discount}")
+    _check_discount(discount)
     ends = episode_ends(data)
     rewards = data.rewards.astype(np.float64)
     last = np.arange(len(rewards))  # the window's last row, per t
