@@ -203,7 +203,8 @@ def test_a_key_that_older_configs_lack_counts_as_its_schema_default(tmp_path: Pa
         new.append(load_run(run))
     groups = group_runs(old + new)
     assert [(g.variant, g.seeds) for g in groups] == [("agent.n_step=1", [0, 1, 2, 3]), ("agent.n_step=5", [4])]
-    assert group_runs(old + new[:2])[0].variant == "" and group_runs(old + new[:2])[0].seeds == [0, 1, 2, 3]
+    [one_step] = group_runs(old + new[:2])
+    assert one_step.variant == "" and one_step.seeds == [0, 1, 2, 3]
 
 
 def test_summarize_group_scores_final_checkpoints_and_keeps_best_separate(sweep: Path):
