@@ -342,7 +342,7 @@ def test_advantage_normalised_q_loss_by_hand():
         assert metrics["q/scale"].item() == pytest.approx(gain.abs().mean().item(), rel=1e-5)
         # the advantage is measured where the loss needs Q(s, a) anyway, or on request (diagnostics)
         assert ("q/policy_advantage" in metrics) == (normalizer == "advantage")
-        measured = agent.q_loss(batch, noise.actor, measure_advantage=True)[1]
+        measured = agent.actor_terms(batch, noise, measure_advantage=True)[2]
         assert measured["q/policy_advantage"].item() == pytest.approx(advantage.mean().item(), rel=1e-4, abs=1e-5)
         assert measured["q/policy_advantage_abs"].item() == pytest.approx(advantage.abs().mean().item(), rel=1e-4)
         params_ = list(agent.policy.parameters())
@@ -374,7 +374,7 @@ def test_diagnostics_split_the_actor_gradient_without_side_effects():
 
     assert metrics["grad_norm/actor_consistency"].item() == pytest.approx(
         norm(agent.consistency_loss(batch, noise.pairs)[0]), rel=1e-5)
-    q_loss, q_metrics = agent.q_loss(batch, noise.actor, measure_advantage=True)
+    _, q_loss, q_metrics = agent.actor_terms(batch, noise, measure_advantage=True)
     assert metrics["grad_norm/actor_q"].item() == pytest.approx(norm(3.0 * q_loss), rel=1e-5)
     assert metrics["q/policy_advantage"].item() == pytest.approx(q_metrics["q/policy_advantage"].item(), rel=1e-5)
     assert make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10).diagnostics(batch) == {}

@@ -35,6 +35,7 @@ class AgentConfig:
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
     q_normalizer: str = "value"  # value: -Q(s, a_pi) / mean|Q| (Diffusion-QL) | advantage: -A / mean|A|, A = Q(s, a_pi) - Q(s, a_data)
+    advantage_beta: float = 0.0  # beta > 0 weights each (s, a) of L_CM by exp(beta A / mean|A|), self-normalised (consistency_ac)
     critic_target: str = "td"  # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t) | return: G_t (Q of the data's policy)
     max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL)
     backup_samples: int = 10  # actions sampled per next state for max_q_backup
@@ -80,7 +81,7 @@ class AgentConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{prefix}.ema_decay must be in [0, 1) (1 would freeze the acting policy; "
                              f"0 disables the EMA), got {self.ema_decay}")
-        for key in ("eta", "weight_decay", "lr_warmup_steps", "ema_start_step", "act_temperature"):
+        for key in ("eta", "advantage_beta", "weight_decay", "lr_warmup_steps", "ema_start_step", "act_temperature"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:

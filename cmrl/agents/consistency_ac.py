@@ -27,7 +27,7 @@ no bootstrapping from actions the data never took.
 
 Actor, with a_pi ~ pi_theta(. | s) sampled differentiably by the training sampler:
 
-    L_pi = L_CM(theta) + eta * ( -E[Q(s, a_pi) - b(s, a)] / E[|Q(s, a_pi) - b(s, a)|] )
+    L_pi = L_CM^w(theta) + eta * ( -E[Q(s, a_pi) - b(s, a)] / E[|Q(s, a_pi) - b(s, a)|] )
 
 where Q is the ensemble mean with the critic's parameters frozen and the denominator detached. The
 baseline b carries no gradient, so both choices push a_pi along the same dQ/da; they differ in the
@@ -39,6 +39,15 @@ scale that the denominator divides out (`q_normalizer`):
 - advantage: b = Q(s, a) at the data's action, so the denominator is mean |A| with the advantage
   A = Q(s, a_pi) - Q(s, a): the scale of how much Q depends on the action, free of the value's
   offset and of the horizon 1 / (1 - gamma).
+
+L_CM^w is the consistency loss with each row weighted by w(s, a) (`advantage_weights`): with
+advantage_beta = 0 every w = 1 (plain L_CM); with beta > 0, w grows as exp(beta A(s, a) / mean|A|)
+in the data action's advantage A(s, a) = Q(s, a) - Q(s, a_pi) and is normalised to mean 1 over the
+batch. The policy then imitates the better of the data's actions: the target of the imitation is
+the advantage-weighted behaviour pi_beta(a | s) exp(beta A(s, a) / s) / Z(s) (AWR, Peng et al. 2019;
+CRR, Wang et al. 2020; EDP's weighting for diffusion policies, Kang et al. 2023) rather than the
+behaviour itself. It steers through the imitation term, which iCT's weighting makes dominate the
+actor's gradient late in training, and it only ever pulls towards actions in the data.
 """
 from __future__ import annotations
 
@@ -62,6 +71,19 @@ from .optim import global_norm, gradient_step, make_optimizer, make_scheduler
 Q_SCALE_FLOOR = 1e-6  # the normaliser's floor: a critic flat in the action must not divide by zero
 
 
+def advantage_weights(advantage: Tensor, beta: float) -> Tensor:
+    """Self-normalised exponential advantage weights, one per row of the batch (mean 1):
+
+        w_i = exp(beta A_i / s) / mean_j exp(beta A_j / s) = B softmax_i(beta A / s),   s = mean_j |A_j|
+
+    A_i = Q(s_i, a_i) - Q(s_i, a_pi) is the data's action's advantage over the policy's. Dividing by
+    s makes beta independent of the reward scale (as the advantage normaliser does for eta);
+    normalising to mean 1 keeps L_CM's scale, so the balance with eta's Q term does not move.
+    """
+    scale = advantage.abs().mean().clamp(min=Q_SCALE_FLOOR)
+    return advantage.shape[0] * torch.softmax(beta * advantage / scale, dim=0)
+
+
 class ConsistencyAC(ConsistencyBC):
     """Consistency-BC plus a Q-ensemble, its targets, and the eta-weighted Q loss."""
 
@@ -80,11 +102,11 @@ class ConsistencyAC(ConsistencyBC):
     # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:
         """Target-action noise (batch_size * backup_samples rows with max_q_backup; none when the
-        critic regresses on returns alone), the CT pair, then the noise of a_pi when the Q loss is on."""
+        critic regresses on returns alone), the CT pair, then the noise of a_pi when the Q loss or the advantage weighting is on."""
         bootstraps = self.cfg.critic_target != "return"
         target = self._sampling_noise(batch_size * self._backup_samples) if bootstraps else []
         pairs = self.objective.sample_pairs(batch_size, self.action_dim, self.step, self.device)
-        actor = self._sampling_noise(batch_size) if self.cfg.eta > 0 else []
+        actor = self._sampling_noise(batch_size) if self.cfg.eta > 0 or self.cfg.advantage_beta > 0 else []
         return UpdateNoise(target=target, pairs=pairs, actor=actor)
 
     def _sampling_noise(self, rows: int) -> list[Tensor]:
@@ -130,40 +152,48 @@ class ConsistencyAC(ConsistencyBC):
             metrics["q/data_return_mean"] = batch.returns.mean()
         return loss, metrics
 
-    def q_loss(self, batch: Batch, actor_noise: Sequence[Tensor],
-               measure_advantage: bool = False) -> tuple[Tensor, Metrics]:
-        """The normalised Q loss -E[Q(s, a_pi) - b] / E|Q(s, a_pi) - b| (`q_normalizer` picks b).
+    def actor_terms(self, batch: Batch, noise: UpdateNoise,
+                    measure_advantage: bool = False) -> tuple[Tensor, Optional[Tensor], Metrics]:
+        """The actor loss's two parts on `noise`: L_CM (advantage-weighted when advantage_beta > 0)
+        and the normalised Q loss -E[Q(s, a_pi) - b] / E|Q(s, a_pi) - b| (None when eta = 0).
 
-        Q at the data's action is evaluated only when the loss needs it (q_normalizer=advantage) or
-        `measure_advantage` asks for the q/policy_advantage metrics: the update stays one critic
-        pass lighter with the default normaliser, and `diagnostics` measures them at logging steps.
+        a_pi is sampled only when a part needs it, differentiably only for the Q loss; Q at the data's
+        action is evaluated only when the normaliser (advantage) or the weighting needs it, or
+        `measure_advantage` asks for the q/policy_advantage metrics (the diagnostics do).
         """
-        a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=actor_noise)
-        q = self.critic.frozen(batch.observations, a_pi).mean(0)
-        by_advantage = self.cfg.q_normalizer == "advantage"
-        metrics: Metrics = {}
-        gain = q  # Q(s, a_pi) - b(s, a)
-        if by_advantage or measure_advantage:
-            with torch.no_grad():
-                q_data = self.critic(batch.observations, batch.actions).mean(0)
-            advantage = q.detach() - q_data
-            metrics = {"q/policy_advantage": advantage.mean(), "q/policy_advantage_abs": advantage.abs().mean()}
-            if by_advantage:
-                gain = q - q_data
-        q_scale = gain.abs().mean().detach().clamp(min=Q_SCALE_FLOOR)
-        loss = -gain.mean() / q_scale
-        return loss, {**metrics, "loss/q": loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
-                      "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()}
+        cfg = self.cfg
+        weights, q_loss, metrics = None, None, {}
+        if cfg.eta > 0 or cfg.advantage_beta > 0:
+            with torch.set_grad_enabled(cfg.eta > 0 and torch.is_grad_enabled()):
+                a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=noise.actor)
+                q = self.critic.frozen(batch.observations, a_pi).mean(0)
+            q_data = None
+            if cfg.q_normalizer == "advantage" or cfg.advantage_beta > 0 or measure_advantage:
+                with torch.no_grad():
+                    q_data = self.critic(batch.observations, batch.actions).mean(0)
+                advantage = q.detach() - q_data  # the policy's advantage over the data's action
+                metrics.update({"q/policy_advantage": advantage.mean(),
+                                "q/policy_advantage_abs": advantage.abs().mean()})
+            if cfg.eta > 0:
+                gain = q - q_data if cfg.q_normalizer == "advantage" else q  # Q(s, a_pi) - b(s, a)
+                q_scale = gain.abs().mean().detach().clamp(min=Q_SCALE_FLOOR)
+                q_loss = -gain.mean() / q_scale
+                metrics.update({"loss/q": q_loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
+                                "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()})
+            if cfg.advantage_beta > 0:
+                weights = advantage_weights(q_data - q.detach(), cfg.advantage_beta)
+                metrics.update({"actor/weight_max": weights.max(),
+                                "actor/weight_ess": 1.0 / weights.square().mean()})  # ESS / B, as mean w = 1
+        consistency, consistency_metrics = self.consistency_loss(batch, noise.pairs, weights)
+        return consistency, q_loss, {**consistency_metrics, **metrics}
 
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_CM + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
         if noise is None:
             noise = self.draw_noise(batch.observations.shape[0])
-        loss, metrics = self.consistency_loss(batch, noise.pairs)
-        if self.cfg.eta > 0:
-            q_loss, q_metrics = self.q_loss(batch, noise.actor)
+        loss, q_loss, metrics = self.actor_terms(batch, noise)
+        if q_loss is not None:
             loss = loss + self.cfg.eta * q_loss
-            metrics.update(q_metrics)
         metrics["loss/actor"] = loss.detach()
         return loss, metrics
 
@@ -181,12 +211,12 @@ class ConsistencyAC(ConsistencyBC):
         params = [p for p in self.policy.parameters() if p.requires_grad]
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             noise = self.draw_noise(batch.observations.shape[0])
-            consistency = torch.autograd.grad(self.consistency_loss(batch, noise.pairs)[0], params)
-            q_loss, q_metrics = self.q_loss(batch, noise.actor, measure_advantage=True)
+            consistency_loss, q_loss, metrics = self.actor_terms(batch, noise, measure_advantage=True)
+            consistency = torch.autograd.grad(consistency_loss, params, retain_graph=True)
             q_term = torch.autograd.grad(self.cfg.eta * q_loss, params)
         return {"grad_norm/actor_consistency": global_norm(consistency), "grad_norm/actor_q": global_norm(q_term),
-                "q/policy_advantage": q_metrics["q/policy_advantage"],
-                "q/policy_advantage_abs": q_metrics["q/policy_advantage_abs"]}
+                "q/policy_advantage": metrics["q/policy_advantage"],
+                "q/policy_advantage_abs": metrics["q/policy_advantage_abs"]}
 
     # --- steps --------------------------------------------------------------------------------
     def train_step(self, batch: Batch, noise: UpdateNoise) -> Metrics:

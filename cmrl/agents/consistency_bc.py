@@ -98,10 +98,13 @@ class ConsistencyBC:
         return UpdateNoise(target=[], pairs=pairs, actor=[])
 
     # --- losses -------------------------------------------------------------------------------
-    def consistency_loss(self, batch: Batch, pairs: Optional[NoisePairs] = None) -> tuple[Tensor, Metrics]:
+    def consistency_loss(self, batch: Batch, pairs: Optional[NoisePairs] = None,
+                         weights: Optional[Tensor] = None) -> tuple[Tensor, Metrics]:
         """L_CM on the batch's (s, a), with per-noise-level diagnostics (sigma_n < 1 and >= 1).
 
-        `pairs` defaults to a fresh draw at the current step.
+        `pairs` defaults to a fresh draw at the current step. `weights` (one per row, mean 1) turn the
+        returned loss into the weighted mean E[w(s, a) lambda(sigma_n) d(., .)] (Consistency-AC's
+        advantage weighting); the logged metrics stay the unweighted fit.
         """
         obs, actions = batch.observations, batch.actions
         if pairs is None:
@@ -117,7 +120,8 @@ class ConsistencyBC:
             "loss/consistency_sigma_lt_1": (per_sample.detach() * low).sum() / low.sum().clamp(min=1.0),
             "loss/consistency_sigma_ge_1": (per_sample.detach() * (1 - low)).sum() / (1 - low).sum().clamp(min=1.0),
         }
-        return per_sample.mean(), metrics
+        loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+        return loss, metrics
 
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """The policy's loss: L_CM (Consistency-AC adds its Q term). `noise` defaults to a fresh draw."""
