@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from cmrl.agents import AgentConfig, ConsistencyAC, ConsistencyBC, make_agent
+from cmrl.agents.consistency_ac import advantage_weights
 from cmrl.agents.optim import lr_factor, make_scheduler
 from cmrl.consistency import CT, ICT, ConsistencyConfig, sampling_noise
 from cmrl.data import Batch
@@ -378,6 +379,68 @@ def test_diagnostics_split_the_actor_gradient_without_side_effects():
     assert metrics["grad_norm/actor_q"].item() == pytest.approx(norm(3.0 * q_loss), rel=1e-5)
     assert metrics["q/policy_advantage"].item() == pytest.approx(q_metrics["q/policy_advantage"].item(), rel=1e-5)
     assert make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10).diagnostics(batch) == {}
+
+
+def test_advantage_weights_by_hand():
+    # A = [1, -1, 0]: s = mean|A| = 2/3, beta A / s = [1.5, -1.5, 0] -> 3 * softmax = 3 e^x / (e^1.5 + e^-1.5 + 1)
+    advantage = torch.tensor([1.0, -1.0, 0.0])
+    z = math.exp(1.5) + math.exp(-1.5) + 1.0
+    expected = [3 * math.exp(1.5) / z, 3 * math.exp(-1.5) / z, 3 / z]  # 2.3568, 0.1173, 0.5259
+    assert advantage_weights(advantage, 1.0).tolist() == pytest.approx(expected, rel=1e-6)
+    assert advantage_weights(advantage, 1.0).mean().item() == pytest.approx(1.0)
+    # free of the reward scale; beta = 0 is plain imitation
+    torch.testing.assert_close(advantage_weights(250.0 * advantage, 1.0), advantage_weights(advantage, 1.0))
+    assert advantage_weights(advantage, 0.0).tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_advantage_weighted_consistency_loss_by_hand():
+    """eta = 0, beta = 2: L = mean_i w_i |f_theta(a + sigma_{n+1} z) - f_teacher(a + sigma_n z)|^2 (CT: l2,
+    lambda = 1) with w = advantage_weights(Q(s, a) - Q(s, a_pi), 2); the logged L_CM stays unweighted."""
+    torch.manual_seed(0)
+    batch = toy_batch()
+    agent = make_agent(small_cfg(consistency=CT, eta=0.0, advantage_beta=2.0), 3, 2, 10)
+    agent.critic = _OffsetLinearQ()
+    noise = agent.draw_noise(batch.observations.shape[0])
+    assert len(noise.actor) == len(agent.train_sigmas)  # a_pi is drawn for the weights though eta = 0
+    loss, metrics = agent.actor_loss(batch, noise)
+    obs, a, pairs = batch.observations, batch.actions, noise.pairs
+    with torch.no_grad():
+        a_pi = agent.policy.sample(obs, agent.train_sigmas, noise=noise.actor)
+        per_row = (agent.policy(a + pairs.sigma_next * pairs.z, pairs.sigma_next, obs)
+                   - agent.teacher(a + pairs.sigma * pairs.z, pairs.sigma, obs)).square().sum(-1)
+    advantage = a.sum(-1) - a_pi.sum(-1)  # (100 + sum a) - (100 + sum a_pi)
+    scaled = 2.0 * advantage / advantage.abs().mean()
+    weights = scaled.exp() / scaled.exp().mean()
+    assert loss.item() == pytest.approx((weights * per_row).mean().item(), rel=1e-5)
+    assert metrics["loss/consistency"].item() == pytest.approx(per_row.mean().item(), rel=1e-5)
+    assert metrics["actor/weight_max"].item() == pytest.approx(weights.max().item(), rel=1e-5)
+    assert metrics["actor/weight_ess"].item() == pytest.approx(1.0 / weights.square().mean().item(), rel=1e-5)
+    assert "loss/q" not in metrics
+    assert abs(loss.item() - per_row.mean().item()) > 1e-3 * per_row.mean().item()  # the weights mattered
+
+
+def test_advantage_weighting_imitates_the_better_mode():
+    """Toy with known Q: the data's actions are +0.6 or -0.6 at random, reward r = a, gamma = 0, so
+    Q(s, a) = a. Plain imitation (beta = 0) reproduces both modes (mean action ~0); with beta = 2 and
+    no Q loss (eta = 0) the policy imitates the +0.6 mode, an action of the data, not beyond it."""
+    n = 1024
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(n, 2, generator=g)
+    act = (torch.randint(0, 2, (n, 1), generator=g) * 1.2 - 0.6)
+    test_obs = torch.randn(512, 2, generator=g)
+    actions = {}
+    for beta in (0.0, 2.0):
+        torch.manual_seed(0)
+        cfg = small_cfg(consistency=FAST, eta=0.0, advantage_beta=beta, discount=0.0, actor_lr=1e-3,
+                        critic_lr=3e-3, ema_decay=0.0)
+        agent = make_agent(cfg, 2, 1, 200)
+        _train(agent, obs, act, 200, rewards=act[:, 0].clone())
+        actions[beta] = agent.act(test_obs)
+    assert abs(actions[0.0].mean().item()) < 0.2
+    assert (actions[0.0] > 0).float().mean().item() < 0.7
+    assert (actions[2.0] > 0).float().mean().item() > 0.85
+    assert actions[2.0].mean().item() > 0.35
+    assert actions[2.0].max().item() < 0.9  # imitation: no extrapolation past the data's +0.6
 
 
 def test_q_normalizer_must_be_known():
