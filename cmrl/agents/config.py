@@ -35,7 +35,7 @@ class AgentConfig:
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
     q_normalizer: str = "value"  # value: -Q(s, a_pi) / mean|Q| (Diffusion-QL) | advantage: -A / mean|A|, A = Q(s, a_pi) - Q(s, a_data)
-    advantage_beta: float = 0.0  # beta > 0 weights each (s, a) of L_CM by exp(beta A / mean|A|), self-normalised (consistency_ac)
+    advantage_beta: float = 0.0  # beta > 0 weights each (s, a) of L_CM by exp(beta * its advantage's rank in [-1, 1]), mean 1 (consistency_ac)
     critic_target: str = "td"  # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t) | return: G_t (Q of the data's policy)
     max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL)
     backup_samples: int = 10  # actions sampled per next state for max_q_backup
