@@ -382,20 +382,26 @@ def test_diagnostics_split_the_actor_gradient_without_side_effects():
 
 
 def test_advantage_weights_by_hand():
-    # A = [1, -1, 0]: s = mean|A| = 2/3, beta A / s = [1.5, -1.5, 0] -> 3 * softmax = 3 e^x / (e^1.5 + e^-1.5 + 1)
-    advantage = torch.tensor([1.0, -1.0, 0.0])
-    z = math.exp(1.5) + math.exp(-1.5) + 1.0
-    expected = [3 * math.exp(1.5) / z, 3 * math.exp(-1.5) / z, 3 / z]  # 2.3568, 0.1173, 0.5259
+    # A = [5, -3, 0]: ranks [2, 0, 1] -> u = [1, -1, 0] -> w = 3 e^(beta u) / (e^beta + e^-beta + 1)
+    advantage = torch.tensor([5.0, -3.0, 0.0])
+    z = math.e + math.exp(-1.0) + 1.0
+    expected = [3 * math.e / z, 3 * math.exp(-1.0) / z, 3 / z]  # 1.9957, 0.2701, 0.7342
     assert advantage_weights(advantage, 1.0).tolist() == pytest.approx(expected, rel=1e-6)
     assert advantage_weights(advantage, 1.0).mean().item() == pytest.approx(1.0)
-    # free of the reward scale; beta = 0 is plain imitation
-    torch.testing.assert_close(advantage_weights(250.0 * advantage, 1.0), advantage_weights(advantage, 1.0))
+    # only the order counts: free of the reward scale and of an outlier's size
+    torch.testing.assert_close(advantage_weights(250.0 * advantage + 7.0, 1.0), advantage_weights(advantage, 1.0))
+    torch.testing.assert_close(advantage_weights(torch.tensor([1e6, -3.0, 0.0]), 1.0),
+                               advantage_weights(advantage, 1.0))
     assert advantage_weights(advantage, 0.0).tolist() == pytest.approx([1.0, 1.0, 1.0])
+    # the best row weighs e^(2 beta) times the worst
+    many = advantage_weights(torch.randn(256), 2.0)
+    assert (many.max() / many.min()).item() == pytest.approx(math.exp(4.0), rel=1e-5)
 
 
 def test_advantage_weighted_consistency_loss_by_hand():
     """eta = 0, beta = 2: L = mean_i w_i |f_theta(a + sigma_{n+1} z) - f_teacher(a + sigma_n z)|^2 (CT: l2,
-    lambda = 1) with w = advantage_weights(Q(s, a) - Q(s, a_pi), 2); the logged L_CM stays unweighted."""
+    lambda = 1) with w_i = e^(2 u_i) / mean e^(2 u), u_i the rank of Q(s_i, a_i) - Q(s_i, a_pi) in [-1, 1];
+    the logged L_CM stays unweighted."""
     torch.manual_seed(0)
     batch = toy_batch()
     agent = make_agent(small_cfg(consistency=CT, eta=0.0, advantage_beta=2.0), 3, 2, 10)
@@ -408,9 +414,12 @@ def test_advantage_weighted_consistency_loss_by_hand():
         a_pi = agent.policy.sample(obs, agent.train_sigmas, noise=noise.actor)
         per_row = (agent.policy(a + pairs.sigma_next * pairs.z, pairs.sigma_next, obs)
                    - agent.teacher(a + pairs.sigma * pairs.z, pairs.sigma, obs)).square().sum(-1)
-    advantage = a.sum(-1) - a_pi.sum(-1)  # (100 + sum a) - (100 + sum a_pi)
-    scaled = 2.0 * advantage / advantage.abs().mean()
-    weights = scaled.exp() / scaled.exp().mean()
+    advantage = (a.sum(-1) - a_pi.sum(-1)).tolist()  # (100 + sum a) - (100 + sum a_pi)
+    order = sorted(range(len(advantage)), key=advantage.__getitem__)
+    u = torch.empty(len(advantage))
+    for rank, row in enumerate(order):
+        u[row] = 2.0 * rank / (len(advantage) - 1) - 1.0
+    weights = (2.0 * u).exp() / (2.0 * u).exp().mean()
     assert loss.item() == pytest.approx((weights * per_row).mean().item(), rel=1e-5)
     assert metrics["loss/consistency"].item() == pytest.approx(per_row.mean().item(), rel=1e-5)
     assert metrics["actor/weight_max"].item() == pytest.approx(weights.max().item(), rel=1e-5)
