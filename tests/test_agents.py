@@ -354,12 +354,13 @@ def test_advantage_normalised_q_loss_by_hand():
     torch.testing.assert_close(grads["advantage"], grads["value"] * scale_ratio, rtol=1e-4, atol=1e-7)
 
 
-def test_diagnostics_split_the_actor_gradient_without_side_effects():
-    """grad_norm/actor_consistency and grad_norm/actor_q are the norms of grad L_CM and grad eta L_Q on
-    the noise that the diagnostics draw; the run's random stream and the parameters' .grad stay as
-    they were."""
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_diagnostics_split_the_actor_gradient_without_side_effects(beta):
+    """grad_norm/actor_consistency and grad_norm/actor_q are the norms of grad L_CM (advantage-weighted
+    with beta > 0) and grad eta L_Q on the noise that the diagnostics draw; the run's random stream
+    and the parameters' .grad stay as they were."""
     batch = toy_batch()
-    agent = make_agent(small_cfg(eta=3.0), 3, 2, 10)
+    agent = make_agent(small_cfg(eta=3.0, advantage_beta=beta), 3, 2, 10)
     agent.update(batch)
     grads_before = [p.grad.clone() for p in agent.policy.parameters()]
     rng_before = torch.get_rng_state()
@@ -373,9 +374,10 @@ def test_diagnostics_split_the_actor_gradient_without_side_effects():
     def norm(loss):
         return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params_)]).norm().item()
 
-    assert metrics["grad_norm/actor_consistency"].item() == pytest.approx(
-        norm(agent.consistency_loss(batch, noise.pairs)[0]), rel=1e-5)
-    _, q_loss, q_metrics = agent.actor_terms(batch, noise, measure_advantage=True)
+    consistency_loss, q_loss, q_metrics = agent.actor_terms(batch, noise, measure_advantage=True)
+    assert metrics["grad_norm/actor_consistency"].item() == pytest.approx(norm(consistency_loss), rel=1e-5)
+    unweighted = norm(agent.consistency_loss(batch, noise.pairs)[0])
+    assert (metrics["grad_norm/actor_consistency"].item() == pytest.approx(unweighted, rel=1e-5)) == (beta == 0)
     assert metrics["grad_norm/actor_q"].item() == pytest.approx(norm(3.0 * q_loss), rel=1e-5)
     assert metrics["q/policy_advantage"].item() == pytest.approx(q_metrics["q/policy_advantage"].item(), rel=1e-5)
     assert make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10).diagnostics(batch) == {}

@@ -218,7 +218,7 @@ class ConsistencyAC(ConsistencyBC):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             noise = self.draw_noise(batch.observations.shape[0])
             consistency_loss, q_loss, metrics = self.actor_terms(batch, noise, measure_advantage=True)
-            consistency = torch.autograd.grad(consistency_loss, params, retain_graph=True)
+            consistency = torch.autograd.grad(consistency_loss, params)
             q_term = torch.autograd.grad(self.cfg.eta * q_loss, params)
         return {"grad_norm/actor_consistency": global_norm(consistency), "grad_norm/actor_q": global_norm(q_term),
                 "q/policy_advantage": metrics["q/policy_advantage"],
