@@ -36,6 +36,7 @@ class AgentConfig:
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
     q_normalizer: str = "value"  # value: -Q(s, a_pi) / mean|Q| (Diffusion-QL) | advantage: -A / mean|A|, A = Q(s, a_pi) - Q(s, a_data)
     advantage_beta: float = 0.0  # beta > 0 weights each (s, a) of L_CM by exp(beta * its advantage's rank in [-1, 1]), mean 1 (consistency_ac)
+    critic_return_scaling: bool = False  # Q = mean(G) + std(G) * network, with the data's returns-to-go G: the critic starts at the return's scale (consistency_ac)
     critic_target: str = "td"  # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t) | return: G_t (Q of the data's policy)
     max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL)
     backup_samples: int = 10  # actions sampled per next state for max_q_backup

@@ -68,6 +68,7 @@ from .consistency_bc import SATURATION, ConsistencyBC, Metrics, UpdateNoise
 from .optim import global_norm, gradient_step, make_optimizer, make_scheduler
 
 
+VALUE_SCALE_FLOOR = 1e-3  # critic_return_scaling on data whose returns-to-go are all equal
 Q_SCALE_FLOOR = 1e-6  # the normaliser's floor: a critic flat in the action must not divide by zero
 
 
@@ -104,6 +105,13 @@ class ConsistencyAC(ConsistencyBC):
         self.critic_scheduler = make_scheduler(self.critic_optimizer, total_steps, cfg.lr_schedule,
                                                cfg.lr_warmup_steps, cfg.min_lr_ratio)
         self._critic_loss = maybe_compile(self.critic_loss, cfg.compile)
+
+    def fit_data_statistics(self, returns: Tensor) -> None:
+        """With critic_return_scaling, Q = mean(G) + std(G) * g for the critics and their targets."""
+        if self.cfg.critic_return_scaling:
+            offset, scale = returns.mean().item(), max(returns.std().item(), VALUE_SCALE_FLOOR)
+            for critic in (self.critic, self.critic_target):
+                critic.set_value_scale(offset, scale)
 
     # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:

@@ -91,6 +91,12 @@ class ConsistencyBC:
         """The EMA policy when enabled, else the student: used for acting and for target actions."""
         return self.ema_policy if self.ema_policy is not None else self.policy
 
+    def fit_data_statistics(self, returns: Tensor) -> None:
+        """Set what the agent takes from the dataset before training: Consistency-BC takes nothing.
+
+        `returns` holds the data's discounted returns-to-go G_t, one per transition.
+        """
+
     # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:
         """The random draws of one update at the current step (from torch's global generator)."""

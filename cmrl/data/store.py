@@ -46,6 +46,11 @@ class TransitionStore:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def returns(self) -> torch.Tensor:
+        """The discounted return-to-go G_t of every transition (on the store's device)."""
+        return self._tensors[Batch._fields.index("returns")]
+
     def seed(self, seed: int) -> None:
         """Reset the sampling generator to `seed`."""
         self.generator.manual_seed(seed)

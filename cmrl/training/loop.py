@@ -97,6 +97,7 @@ class Trainer:
                                      cfg.agent.n_step)
         self.store.seed(cfg.seed)
         self.agent: Agent = make_agent(cfg.agent, self.data.obs_dim, self.data.action_dim, cfg.steps, self.device)
+        self.agent.fit_data_statistics(self.store.returns)
         self.best_normalized: Optional[float] = None
         self.last_eval: Optional[EvalResult] = None
         OmegaConf.save(OmegaConf.structured(cfg), self.run_dir / "config.yaml")
