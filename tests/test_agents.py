@@ -544,6 +544,29 @@ def test_eta_moves_the_policy_towards_higher_q():
     assert means[1.0] - means[0.0] > 0.5
 
 
+def test_critic_return_scaling_fits_the_return_scale_from_the_start():
+    """Toy with Q(s, a) = 300 + a (reward 300 + a, gamma = 0, so G = r). After 100 updates the plain
+    critic is still growing its output towards 300; with Q = mean(G) + std(G) * g it fits Q to ~0.1."""
+    n = 1024
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(n, 2, generator=g)
+    act = torch.rand(n, 1, generator=g) * 2 - 1
+    rewards = 300.0 + act[:, 0]
+    grid = torch.linspace(-1, 1, 11).view(-1, 1)
+    errors = {}
+    for scaling in (False, True):
+        torch.manual_seed(0)
+        cfg = small_cfg(consistency=FAST, eta=0.0, discount=0.0, critic_lr=3e-3, critic_return_scaling=scaling)
+        agent = make_agent(cfg, 2, 1, 100)
+        agent.fit_data_statistics(rewards)
+        _train(agent, obs, act, 100, rewards=rewards)
+        with torch.no_grad():
+            q = agent.critic(torch.zeros(11, 2), grid)
+        errors[scaling] = (q - (300.0 + grid.view(1, -1))).abs().max().item()
+    assert errors[False] > 50.0
+    assert errors[True] < 0.25
+
+
 # --------------------------------------------------------------------------------------------------
 # averages: EMA teacher, acting EMA, target critics
 # --------------------------------------------------------------------------------------------------

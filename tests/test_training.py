@@ -128,3 +128,20 @@ def test_resuming_with_another_dataset_is_refused(tmp_path: Path) -> None:
     save_checkpoint(payload_path, payload)
     with pytest.raises(ConfigError, match="dimension 11/1, but the dataset has 3/1"):
         trainer.restore(payload_path)
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_critic_return_scaling_takes_the_data_returns(tmp_path: Path, scaling: bool) -> None:
+    """With agent.critic_return_scaling the critics (and their targets) start at Q = mean(G) + std(G) * g
+    with the statistics of the data's returns-to-go G; without it at Q = g."""
+    cfg = tiny_config(steps=20)
+    cfg.agent.critic_return_scaling = scaling
+    trainer = Trainer(cfg, tmp_path / "run")
+    returns = trainer.store.returns
+    assert returns.shape == (len(trainer.store),)
+    expected = (returns.mean().item(), returns.std().item()) if scaling else (0.0, 1.0)
+    for critic in (trainer.agent.critic, trainer.agent.critic_target):
+        assert critic.value_offset.item() == pytest.approx(expected[0], rel=1e-5)
+        assert critic.value_scale.item() == pytest.approx(expected[1], rel=1e-5)
+    if scaling:
+        assert expected[0] < -100  # Pendulum's costs: the offset is the return's scale, far from 0
