@@ -46,8 +46,10 @@ action's advantage A(s, a) = Q(s, a) - Q(s, a_pi) within the batch and is normal
 The policy then imitates the better of the data's actions: the target of the imitation is the
 advantage-weighted behaviour, as in AWR (Peng et al. 2019), CRR (Wang et al. 2020) and EDP's
 weighting for diffusion policies (Kang et al. 2023), rather than the behaviour itself; ranks
-instead of exp(beta A) keep any one row from taking the batch. It steers through the imitation term, which iCT's weighting makes dominate the
-actor's gradient late in training, and it only ever pulls towards actions in the data.
+instead of exp(beta A) keep any one row from taking the batch. It steers through the imitation
+term, which iCT's weighting makes dominate the actor's gradient late in training, and it only ever
+pulls towards actions in the data. Off by default: at the benchmark's 10k steps it did worse
+(README: Results).
 """
 from __future__ import annotations
 
@@ -116,7 +118,8 @@ class ConsistencyAC(ConsistencyBC):
     # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:
         """Target-action noise (batch_size * backup_samples rows with max_q_backup; none when the
-        critic regresses on returns alone), the CT pair, then the noise of a_pi when the Q loss or the advantage weighting is on."""
+        critic regresses on returns alone), the CT pair, then the noise of a_pi when the Q loss or
+        the advantage weighting is on."""
         bootstraps = self.cfg.critic_target != "return"
         target = self._sampling_noise(batch_size * self._backup_samples) if bootstraps else []
         pairs = self.objective.sample_pairs(batch_size, self.action_dim, self.step, self.device)

@@ -41,9 +41,10 @@ class QEnsemble(nn.Module):
         x = torch.cat([obs, action], dim=-1)
         return self.value_offset + self.value_scale * self.net(x.expand(self.ensemble_size, *x.shape)).squeeze(-1)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        for name in ("value_offset", "value_scale"):  # checkpoints from before the buffers existed
-            state_dict.setdefault(prefix + name, getattr(self, name).new_full((), 1.0 if name == "value_scale" else 0.0))
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        """Fill in mu = 0 and s = 1 for a state dict saved before the buffers existed."""
+        for name, default in (("value_offset", 0.0), ("value_scale", 1.0)):
+            state_dict.setdefault(prefix + name, torch.full((), default))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def frozen(self, obs: Tensor, action: Tensor) -> Tensor:
