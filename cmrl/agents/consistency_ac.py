@@ -180,6 +180,9 @@ class ConsistencyAC(ConsistencyBC):
         """
         cfg = self.cfg
         weights, q_loss, metrics = None, None, {}
+        # Unweighted, L_CM is built first: the gradients then sum in the same order as before the
+        # weighting existed, and runs reproduce the earlier releases' to the last bit.
+        consistency = None if cfg.advantage_beta > 0 else self.consistency_loss(batch, noise.pairs)
         if cfg.eta > 0 or cfg.advantage_beta > 0:
             with torch.set_grad_enabled(cfg.eta > 0 and torch.is_grad_enabled()):
                 a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=noise.actor)
@@ -201,8 +204,10 @@ class ConsistencyAC(ConsistencyBC):
                 weights = advantage_weights(q_data - q.detach(), cfg.advantage_beta)
                 metrics.update({"actor/weight_max": weights.max(),
                                 "actor/weight_ess": 1.0 / weights.square().mean()})  # ESS / B, as mean w = 1
-        consistency, consistency_metrics = self.consistency_loss(batch, noise.pairs, weights)
-        return consistency, q_loss, {**consistency_metrics, **metrics}
+        if consistency is None:
+            consistency = self.consistency_loss(batch, noise.pairs, weights)
+        loss, consistency_metrics = consistency
+        return loss, q_loss, {**consistency_metrics, **metrics}
 
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """L_CM + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
