@@ -201,7 +201,7 @@ class ConsistencyAC(ConsistencyBC):
                 metrics.update({"loss/q": q_loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
                                 "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()})
             if cfg.advantage_beta > 0:
-                weights = advantage_weights(q_data - q.detach(), cfg.advantage_beta)
+                weights = advantage_weights(-advantage, cfg.advantage_beta)  # the data's action's advantage
                 metrics.update({"actor/weight_max": weights.max(),
                                 "actor/weight_ess": 1.0 / weights.square().mean()})  # ESS / B, as mean w = 1
         if consistency is None:
