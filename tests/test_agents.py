@@ -110,6 +110,7 @@ def test_agent_lr_decays_per_update():
         (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc; got 'sac'"),
         (dict(lr_schedule="linear"), r"agent\.lr_schedule must be one of"),
         (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound, return; got 'mc'"),
+        (dict(actor_q="max"), r"agent\.actor_q must be one of mean, min; got 'max'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),
         (dict(consistency=ConsistencyConfig(index_sampling="beta")), r"agent\.consistency\.index_sampling"),
         (dict(consistency=ConsistencyConfig(s0=0)), r"agent\.consistency: need 1 <= s0 <= s1"),
@@ -352,6 +353,39 @@ def test_advantage_normalised_q_loss_by_hand():
         grads[normalizer] = torch.cat([(t - c).flatten() for t, c in zip(total, consistency)])  # the Q term's
         scale_ratio = (q_pi.abs().mean() / advantage.abs().mean()).item()  # the same in both passes
     torch.testing.assert_close(grads["advantage"], grads["value"] * scale_ratio, rtol=1e-4, atol=1e-7)
+
+
+class _TwoMemberLinearQ(nn.Module):
+    """Q_1 = 100 + sum_j a_j and Q_2 = 90 + 2 sum_j a_j: for actions in [-1, 1]^2 Q_2 < Q_1 everywhere,
+    so min_k Q_k = Q_2 and the mean is 95 + 1.5 sum_j a_j."""
+
+    def forward(self, obs: Tensor, action: Tensor) -> Tensor:
+        total = action.sum(-1)
+        return torch.stack([100.0 + total, 90.0 + 2.0 * total])
+
+    frozen = forward
+
+
+def test_actor_q_min_takes_the_pessimistic_member():
+    """actor_q=mean: the Q term sees (Q_1 + Q_2) / 2; actor_q=min: min_k Q_k. Both push a_pi along
+    d(sum a)/d theta, scaled by the slope over the normaliser: 1.5 / mean|Q_mean| against 2 / mean|Q_2|."""
+    batch = toy_batch()
+    grads, scales = {}, {}
+    for reduction in ("mean", "min"):
+        torch.manual_seed(0)
+        agent = make_agent(small_cfg(eta=1.0, actor_q=reduction), 3, 2, 10)
+        agent.critic = _TwoMemberLinearQ()
+        noise = agent.draw_noise(batch.observations.shape[0])
+        with torch.no_grad():
+            total = agent.policy.sample(batch.observations, agent.train_sigmas, noise=noise.actor).sum(-1)
+        q = 90.0 + 2.0 * total if reduction == "min" else 95.0 + 1.5 * total
+        loss, q_loss, metrics = agent.actor_terms(batch, noise)
+        assert metrics["q/policy_mean"].item() == pytest.approx(q.mean().item(), rel=1e-6)
+        assert q_loss.item() == pytest.approx((-q.mean() / q.abs().mean()).item(), rel=1e-6)
+        grads[reduction] = torch.cat([g.flatten() for g in torch.autograd.grad(q_loss, list(agent.policy.parameters()),
+                                                                                allow_unused=True) if g is not None])
+        scales[reduction] = (2.0 if reduction == "min" else 1.5) / q.abs().mean().item()
+    torch.testing.assert_close(grads["min"], grads["mean"] * scales["min"] / scales["mean"], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("beta", [0.0, 2.0])

@@ -10,6 +10,7 @@ ALGOS = ("consistency_ac", "consistency_bc")
 LR_SCHEDULES = ("cosine", "constant")
 CRITIC_TARGETS = ("td", "td_return_bound", "return")
 Q_NORMALIZERS = ("value", "advantage")
+ACTOR_Q_REDUCTIONS = ("mean", "min")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class AgentConfig:
     tau: float = 0.005  # Polyak rate of the target critics
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
+    actor_q: str = "mean"  # the K critics' Q in the actor's Q term: mean (Diffusion-QL) | min (pessimistic, as SAC-N/EDAC)
     q_normalizer: str = "value"  # value: -Q(s, a_pi) / mean|Q| (Diffusion-QL) | advantage: -A / mean|A|, A = Q(s, a_pi) - Q(s, a_data)
     advantage_beta: float = 0.0  # beta > 0 weights each (s, a) of L_CM by exp(beta * its advantage's rank in [-1, 1]), mean 1 (consistency_ac)
     critic_return_scaling: bool = False  # Q = mean(G) + std(G) * network, with the data's returns-to-go G: the critic starts at the return's scale (consistency_ac)
@@ -62,6 +64,9 @@ class AgentConfig:
         if self.q_normalizer not in Q_NORMALIZERS:
             raise ValueError(f"{prefix}.q_normalizer must be one of {', '.join(Q_NORMALIZERS)}; "
                              f"got {self.q_normalizer!r}")
+        if self.actor_q not in ACTOR_Q_REDUCTIONS:
+            raise ValueError(f"{prefix}.actor_q must be one of {', '.join(ACTOR_Q_REDUCTIONS)}; "
+                             f"got {self.actor_q!r}")
         self.consistency.validate(f"{prefix}.consistency")
         for key in ("hidden_dims", "critic_hidden_dims"):
             dims = getattr(self, key)

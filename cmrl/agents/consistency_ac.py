@@ -29,9 +29,10 @@ Actor, with a_pi ~ pi_theta(. | s) sampled differentiably by the training sample
 
     L_pi = L_CM^w(theta) + eta * ( -E[Q(s, a_pi) - b(s, a)] / E[|Q(s, a_pi) - b(s, a)|] )
 
-where Q is the ensemble mean with the critic's parameters frozen and the denominator detached. The
-baseline b carries no gradient, so both choices push a_pi along the same dQ/da; they differ in the
-scale that the denominator divides out (`q_normalizer`):
+where Q is the ensemble mean (actor_q=mean, Diffusion-QL's) or, pessimistic as SAC-N and EDAC,
+the ensemble minimum (actor_q=min), with the critic's parameters frozen and the denominator
+detached. The baseline b carries no gradient, so both choices push a_pi along the same dQ/da; they
+differ in the scale that the denominator divides out (`q_normalizer`):
 - value: b = 0, the Diffusion-QL normalisation by mean |Q|. It makes eta independent of the reward
   scale, but mean |Q| is dominated by the state's value: where Q ~ 300 and moving the action across
   its range changes Q by ~1 %, the Q term's gradient ends a 10k-step iCT run at 1/800 to 1/3000 of
@@ -169,6 +170,11 @@ class ConsistencyAC(ConsistencyBC):
             metrics["q/data_return_mean"] = batch.returns.mean()
         return loss, metrics
 
+    def actor_q(self, q: Tensor) -> Tensor:
+        """The actor's Q from the K critics' (K, B) values: their mean, or with actor_q=min their
+        minimum (the clipped double Q of the target, applied to the policy too)."""
+        return q.min(0).values if self.cfg.actor_q == "min" else q.mean(0)
+
     def actor_terms(self, batch: Batch, noise: UpdateNoise,
                     measure_advantage: bool = False) -> tuple[Tensor, Optional[Tensor], Metrics]:
         """The actor loss's two parts on `noise`: L_CM (advantage-weighted when advantage_beta > 0)
@@ -186,11 +192,11 @@ class ConsistencyAC(ConsistencyBC):
         if cfg.eta > 0 or cfg.advantage_beta > 0:
             with torch.set_grad_enabled(cfg.eta > 0 and torch.is_grad_enabled()):
                 a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=noise.actor)
-                q = self.critic.frozen(batch.observations, a_pi).mean(0)
+                q = self.actor_q(self.critic.frozen(batch.observations, a_pi))
             q_data = None
             if cfg.q_normalizer == "advantage" or cfg.advantage_beta > 0 or measure_advantage:
                 with torch.no_grad():
-                    q_data = self.critic(batch.observations, batch.actions).mean(0)
+                    q_data = self.actor_q(self.critic(batch.observations, batch.actions))
                 advantage = q.detach() - q_data  # the policy's advantage over the data's action
                 metrics.update({"q/policy_advantage": advantage.mean(),
                                 "q/policy_advantage_abs": advantage.abs().mean()})
