@@ -324,18 +324,25 @@ class _OffsetLinearQ(nn.Module):
     frozen = forward
 
 
+def _agent_with_critic(critic: nn.Module, batch, **overrides):
+    """A seeded Consistency-AC with `critic` in place of its Q-ensemble, fresh update noise, and the
+    policy's sample a_pi on that noise (no grad): the setup of the by-hand Q-loss tests."""
+    torch.manual_seed(0)
+    agent = make_agent(small_cfg(eta=1.0, **overrides), 3, 2, 10)
+    agent.critic = critic
+    noise = agent.draw_noise(batch.observations.shape[0])
+    with torch.no_grad():
+        a_pi = agent.policy.sample(batch.observations, agent.train_sigmas, noise=noise.actor)
+    return agent, noise, a_pi
+
+
 def test_advantage_normalised_q_loss_by_hand():
     """value: -mean(Q) / mean|Q|; advantage: -mean(A) / mean|A| with A = Q(s, a_pi) - Q(s, a). The
     baseline carries no gradient, so the two gradients differ by the factor mean|Q| / mean|A| only."""
     batch = toy_batch()
     grads = {}
     for normalizer in ("value", "advantage"):
-        torch.manual_seed(0)
-        agent = make_agent(small_cfg(eta=1.0, q_normalizer=normalizer), 3, 2, 10)
-        agent.critic = _OffsetLinearQ()
-        noise = agent.draw_noise(batch.observations.shape[0])
-        with torch.no_grad():
-            a_pi = agent.policy.sample(batch.observations, agent.train_sigmas, noise=noise.actor)
+        agent, noise, a_pi = _agent_with_critic(_OffsetLinearQ(), batch, q_normalizer=normalizer)
         q_pi, q_data = 100.0 + a_pi.sum(-1), 100.0 + batch.actions.sum(-1)
         loss, metrics = agent.actor_loss(batch, noise)
         advantage = q_pi - q_data
@@ -372,12 +379,8 @@ def test_actor_q_min_takes_the_pessimistic_member():
     batch = toy_batch()
     grads, scales = {}, {}
     for reduction in ("mean", "min"):
-        torch.manual_seed(0)
-        agent = make_agent(small_cfg(eta=1.0, actor_q=reduction), 3, 2, 10)
-        agent.critic = _TwoMemberLinearQ()
-        noise = agent.draw_noise(batch.observations.shape[0])
-        with torch.no_grad():
-            total = agent.policy.sample(batch.observations, agent.train_sigmas, noise=noise.actor).sum(-1)
+        agent, noise, a_pi = _agent_with_critic(_TwoMemberLinearQ(), batch, actor_q=reduction)
+        total = a_pi.sum(-1)
         q = 90.0 + 2.0 * total if reduction == "min" else 95.0 + 1.5 * total
         loss, q_loss, metrics = agent.actor_terms(batch, noise)
         assert metrics["q/policy_mean"].item() == pytest.approx(q.mean().item(), rel=1e-6)
