@@ -30,8 +30,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,7 +183,8 @@ def bench_evaluation(s: Settings, device: torch.device) -> list[dict[str, Any]]:
     except ImportError as err:  # e.g. no gymnasium / MuJoCo on a GPU box
         print(f"evaluation throughput skipped: {err}", file=sys.stderr)
         return []
-    transforms = DataTransforms(np.zeros(OBS_DIM), np.ones(OBS_DIM), -np.ones(ACTION_DIM), np.ones(ACTION_DIM), 1.0, 0.0)
+    transforms = DataTransforms(np.zeros(OBS_DIM), np.ones(OBS_DIM), -np.ones(ACTION_DIM), np.ones(ACTION_DIM),
+                                1.0, 0.0)
     rng = np.random.default_rng(0)
     policies: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "env only (random actions)": lambda obs: rng.uniform(-1, 1, (obs.shape[0], ACTION_DIM)).astype(np.float32)}

@@ -29,28 +29,15 @@ import shlex
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import gymnasium as gym
 import numpy as np
 
+from cmrl.envs import make_env
+from cmrl.envs.collection import mean_return, random_behaviour, resolve_reference_scores, rollout, with_exploration
 from cmrl.errors import UserError
-
-ActFn = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass
-class Behaviour:
-    """The collecting policy: a batched act function plus a description for the metadata."""
-
-    act: ActFn  # (batch, obs_dim) raw observations -> (batch, act_dim) env actions
-    name: str  # e.g. "random" or "consistency_ac checkpoint runs/x/checkpoint.pt (step 10000)"
-    env_id: Optional[str]  # the environment the checkpoint was trained for (None for random)
-    ref_scores: Optional[tuple[float, float]]  # the checkpoint's dataset references, if any
-    checkpoint: Optional[str] = None
-    step: Optional[int] = None
+from cmrl.training.acting import checkpoint_behaviour
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,179 +72,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# --- policies ---------------------------------------------------------------------------------------
-def random_behaviour(space: gym.spaces.Box, rng: np.random.Generator) -> Behaviour:
-    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return rng.uniform(low, high, size=(len(obs), *space.shape)).astype(space.dtype)
-
-    return Behaviour(act, "uniform random actions", None, None)
-
-
-def checkpoint_behaviour(path: str, device: str, seed: int) -> Behaviour:
-    from cmrl.training.acting import load_policy, make_act_fn
-
-    loaded = load_policy(path, device)
-    refs = None
-    if loaded.ref_min is not None and loaded.ref_max is not None:
-        refs = (float(loaded.ref_min), float(loaded.ref_max))
-    name = f"{loaded.config.agent.algo} checkpoint {path} (step {loaded.step})"
-    return Behaviour(make_act_fn(loaded.agent, loaded.transforms, seed), name, loaded.env_id, refs, str(path),
-                     int(loaded.step))
-
-
-def with_exploration(act: ActFn, space: gym.spaces.Box, noise: float, epsilon: float,
-                     rng: np.random.Generator) -> ActFn:
-    """act, plus Gaussian noise (std noise * half range) and epsilon-random actions; always clipped to the
-    action bounds, so the dataset never holds an action the environment would not accept as is."""
-    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-    half_range = (high - low) / 2.0
-
-    def noisy(obs: np.ndarray) -> np.ndarray:
-        actions = np.asarray(act(obs), dtype=np.float64)
-        if noise:
-            actions = actions + noise * half_range * rng.standard_normal(actions.shape)
-        if epsilon:
-            pick = rng.random(len(actions)) < epsilon
-            actions[pick] = rng.uniform(low, high, size=(int(pick.sum()), *space.shape))
-        return np.clip(actions, low, high).astype(space.dtype)
-
-    return noisy
-
-
-# --- rollouts ---------------------------------------------------------------------------------------
-@dataclass
-class Episode:
-    seed: int
-    observations: list
-    actions: list
-    rewards: list
-    terminations: list
-    truncations: list
-    cut: bool = False  # ended by the --steps budget rather than by the task
-
-    def to_buffer(self, obs_dtype: np.dtype, act_dtype: np.dtype):
-        from minari.data_collector import EpisodeBuffer
-
-        return EpisodeBuffer(
-            seed=self.seed,
-            observations=np.asarray(self.observations, dtype=obs_dtype),
-            actions=np.asarray(self.actions, dtype=act_dtype),
-            rewards=[float(r) for r in self.rewards],
-            terminations=[bool(t) for t in self.terminations],
-            truncations=[bool(t) for t in self.truncations],
-        )
-
-
-def rollout(env_id: str, act: ActFn, seed: int, episodes: Optional[int], steps: Optional[int],
-            num_envs: int) -> list[Episode]:
-    """Collect ``episodes`` complete episodes, or exactly ``steps`` transitions, of ``act`` in ``env_id``.
-
-    Episode i is reset with seed + i (in order of starting). With ``steps``, the episodes still running
-    when the budget is reached end there, their last transition marked truncated.
-    """
-    from cmrl.envs import make_vector_env
-
-    n = min(num_envs, episodes) if episodes is not None else num_envs
-    env = make_vector_env(env_id, n)  # autoreset disabled: every reset below is explicit and seeded
-    space = env.single_action_space
-    finished_episodes: list[Episode] = []
-    try:
-        obs, _ = env.reset(seed=[seed + i for i in range(n)])
-        running: list[Optional[Episode]] = [Episode(seed + i, [obs[i]], [], [], [], []) for i in range(n)]
-        started, transitions = n, 0
-        actions = np.zeros((n, *space.shape), dtype=space.dtype)
-        while any(e is not None for e in running):
-            live = np.array([e is not None for e in running])
-            actions[live] = np.asarray(act(obs[live]), dtype=space.dtype).reshape(int(live.sum()), *space.shape)
-            obs, rewards, terminated, truncated, _ = env.step(actions)
-            ended = np.zeros(n, dtype=bool)
-            for i in np.flatnonzero(live):
-                if steps is not None and transitions >= steps:
-                    break  # budget spent: this sub-environment's step is not recorded
-                episode = running[i]
-                episode.observations.append(obs[i])
-                episode.actions.append(actions[i].copy())
-                episode.rewards.append(float(rewards[i]))
-                episode.terminations.append(bool(terminated[i]))
-                episode.truncations.append(bool(truncated[i]))
-                transitions += 1
-                ended[i] = terminated[i] or truncated[i]
-            if steps is not None and transitions >= steps:  # cut every running episode here
-                for episode in running:
-                    if episode is not None and episode.rewards:
-                        if not (episode.terminations[-1] or episode.truncations[-1]):
-                            episode.truncations[-1] = episode.cut = True
-                        finished_episodes.append(episode)
-                break
-            reset_seeds: list[Optional[int]] = [None] * n
-            for i in np.flatnonzero(ended):
-                finished_episodes.append(running[i])
-                if episodes is None or started < episodes:
-                    reset_seeds[i] = seed + started
-                    started += 1
-            if ended.any():
-                obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": ended})
-                for i in np.flatnonzero(ended):
-                    running[i] = None if reset_seeds[i] is None else Episode(reset_seeds[i], [obs[i]], [], [], [], [])
-    finally:
-        env.close()
-    return sorted(finished_episodes, key=lambda e: e.seed)
-
-
-def mean_return(env_id: str, act: ActFn, episodes: int, seed: int, num_envs: int) -> float:
-    """Mean undiscounted return of ``act`` over ``episodes`` episodes (cmrl.envs.evaluate_policy)."""
-    from cmrl.envs import evaluate_policy
-
-    return evaluate_policy(act, env_id, episodes, seed, num_envs=min(num_envs, episodes)).mean_return
-
-
-def resolve_refs(args: argparse.Namespace, env_id: str, behaviour: Behaviour, space: gym.spaces.Box,
-                 fresh_act: Callable[[], ActFn]) -> tuple[float, float, str]:
-    """(ref_min, ref_max, where they came from); SystemExit with advice when none apply."""
-    from cmrl.envs import check_reference_scores, reference_scores
-
-    measured_seed = args.seed + 1_000_000  # disjoint from the collection's episode seeds
-
-    def resolve(value: str, which: str) -> Optional[float]:
-        if value is None:
-            return None
-        if value == "random":
-            rng = np.random.default_rng(measured_seed)
-            return mean_return(env_id, random_behaviour(space, rng).act, args.ref_episodes, measured_seed, args.envs)
-        if value == "policy" and which == "max":
-            return mean_return(env_id, fresh_act(), args.ref_episodes, measured_seed, args.envs)
-        try:
-            return float(value)
-        except ValueError:
-            raise SystemExit(f"collect: error: --ref-{which} must be a number, `random`"
-                             + (" or `policy`" if which == "max" else "") + f"; got {value!r}") from None
-
-    explicit = (resolve(args.ref_min, "min"), resolve(args.ref_max, "max"))
-    fallback, source = None, None
-    if behaviour.ref_scores is not None and behaviour.env_id == env_id:
-        fallback, source = behaviour.ref_scores, f"the checkpoint's dataset references ({env_id})"
-    elif reference_scores(env_id) is not None:
-        fallback, source = tuple(reference_scores(env_id)), f"D4RL's reference returns for {env_id}"
-    if None in explicit and fallback is None:
-        raise SystemExit(
-            f"collect: error: no reference scores known for {env_id}: pass --ref-min and --ref-max (returns "
-            "of normalised score 0 and 100; `--ref-min random` measures the random policy, `--ref-max policy` "
-            "the collecting policy without noise)")
-    ref_min = explicit[0] if explicit[0] is not None else fallback[0]
-    ref_max = explicit[1] if explicit[1] is not None else fallback[1]
-    if explicit == (None, None):
-        where = source
-    elif None not in explicit:
-        where = f"command line (--ref-min {args.ref_min}, --ref-max {args.ref_max})"
+def measure_reference(which: str, args: argparse.Namespace, env_id: str, space: gym.spaces.Box) -> float:
+    """The mean return of the uniform random policy (`random`) or of the collecting policy without noise
+    (`policy`), over --ref-episodes episodes with seeds disjoint from the collection's."""
+    seed = args.seed + 1_000_000
+    if which == "random" or args.policy == "random":
+        act = random_behaviour(space, np.random.default_rng(seed)).act
     else:
-        where = f"command line and {source}"
-    try:
-        check_reference_scores(ref_min, ref_max)
-    except ValueError as err:
-        raise SystemExit(f"collect: error: {err}") from None
-    return float(ref_min), float(ref_max), str(where)
+        act = checkpoint_behaviour(args.policy, args.device, seed).act
+    return mean_return(env_id, act, args.ref_episodes, seed, args.envs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         except (UserError, FileNotFoundError, ValueError) as err:
             raise SystemExit(f"collect: error: cannot load the policy {args.policy!r}: {err}") from None
     env_id = args.env or behaviour.env_id
-    from cmrl.envs import make_env
-
     try:
         probe = make_env(env_id)
     except (ValueError, ImportError) as err:
@@ -307,12 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                              "pass --overwrite to replace it or choose another id (bump -vN)")
         minari.delete_dataset(args.dataset_id)
 
-    def fresh_act() -> ActFn:  # the policy without noise, with random streams of its own
-        if args.policy == "random":
-            return random_behaviour(space, np.random.default_rng(args.seed + 1_000_000)).act
-        return checkpoint_behaviour(args.policy, args.device, args.seed + 1_000_000).act
-
-    ref_min, ref_max, ref_source = resolve_refs(args, env_id, behaviour, space, fresh_act)
+    try:
+        ref_min, ref_max, ref_source = resolve_reference_scores(
+            env_id, args.ref_min, args.ref_max, behaviour, lambda which: measure_reference(which, args, env_id, space))
+    except UserError as err:
+        raise SystemExit(f"collect: error: {err}") from None
     act = with_exploration(behaviour.act, space, args.noise, args.epsilon, rng)
     start = time.time()
     episodes = rollout(env_id, act, args.seed, args.episodes, args.steps, args.envs)

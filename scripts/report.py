@@ -20,8 +20,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from cmrl.results import (ReportSettings, find_run_dirs, group_runs, load_run, markdown_report,
-                          plot_learning_curves, runs_csv, summarize_group, text_report)
+from cmrl.results import (
+    ReportSettings,
+    find_run_dirs,
+    group_runs,
+    load_run,
+    markdown_report,
+    plot_learning_curves,
+    runs_csv,
+    summarize_group,
+    text_report,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

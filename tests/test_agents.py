@@ -11,10 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from cmrl.agents import AgentConfig, ConsistencyAC, ConsistencyBC, make_agent
-from cmrl.agents.consistency_ac import advantage_weights
 from cmrl.agents.optim import lr_factor, make_scheduler
 from cmrl.consistency import CT, ICT, ConsistencyConfig, sampling_noise
 from cmrl.data import Batch
+from cmrl.errors import CheckpointError
 
 FAST = ConsistencyConfig(curriculum="fixed", s0=2, s1=2)  # CT with a fixed 3-point grid: learns in ~100 steps
 
@@ -29,8 +29,8 @@ def one_thread():
 
 
 def small_cfg(**kw) -> AgentConfig:
-    base = dict(hidden_dims=[32, 32], critic_hidden_dims=[32, 32], time_embed_dim=8, lr_schedule="constant",
-                ema_start_step=0)
+    base = dict(hidden_dims=[32, 32], critic_hidden_dims=[32, 32], time_embed_dim=8, min_lr_ratio=1.0,
+                ema_start_step=0)  # min_lr_ratio = 1: a constant learning rate
     base.update(kw)
     return AgentConfig(**base)
 
@@ -56,32 +56,32 @@ def assert_same(a: list[Tensor], b: list[Tensor]) -> None:
 # learning-rate schedule
 # --------------------------------------------------------------------------------------------------
 def test_lr_factor_cosine_by_hand():
-    assert lr_factor(0, 100, "cosine", 0, 0.0) == pytest.approx(1.0)
+    assert lr_factor(0, 100, 0, 0.0) == pytest.approx(1.0)
     # p = 0.25: 0.5 (1 + cos(pi/4)) = 0.5 * 1.7071068 = 0.8535534
-    assert lr_factor(25, 100, "cosine", 0, 0.0) == pytest.approx(0.8535534, abs=1e-7)
-    assert lr_factor(50, 100, "cosine", 0, 0.0) == pytest.approx(0.5, abs=1e-12)
-    assert lr_factor(100, 100, "cosine", 0, 0.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(25, 100, 0, 0.0) == pytest.approx(0.8535534, abs=1e-7)
+    assert lr_factor(50, 100, 0, 0.0) == pytest.approx(0.5, abs=1e-12)
+    assert lr_factor(100, 100, 0, 0.0) == pytest.approx(0.0, abs=1e-12)
     # min_ratio 0.1: middle 0.1 + 0.9 * 0.5 = 0.55; end (and beyond) 0.1
-    assert lr_factor(50, 100, "cosine", 0, 0.1) == pytest.approx(0.55, abs=1e-12)
-    assert lr_factor(100, 100, "cosine", 0, 0.1) == pytest.approx(0.1, abs=1e-12)
-    assert lr_factor(250, 100, "cosine", 0, 0.1) == pytest.approx(0.1, abs=1e-12)
+    assert lr_factor(50, 100, 0, 0.1) == pytest.approx(0.55, abs=1e-12)
+    assert lr_factor(100, 100, 0, 0.1) == pytest.approx(0.1, abs=1e-12)
+    assert lr_factor(250, 100, 0, 0.1) == pytest.approx(0.1, abs=1e-12)
 
 
 def test_lr_factor_warmup_by_hand():
     # warm-up 10 over 110 steps: (k + 1) / 10, then cosine over the remaining 100
-    assert lr_factor(0, 110, "cosine", 10, 0.0) == pytest.approx(0.1)
-    assert lr_factor(4, 110, "cosine", 10, 0.0) == pytest.approx(0.5)
-    assert lr_factor(9, 110, "cosine", 10, 0.0) == pytest.approx(1.0)
-    assert lr_factor(10, 110, "cosine", 10, 0.0) == pytest.approx(1.0)
-    assert lr_factor(60, 110, "cosine", 10, 0.0) == pytest.approx(0.5)  # p = 50 / 100
-    assert lr_factor(1, 100, "constant", 4, 0.0) == pytest.approx(0.5)  # (1 + 1) / 4
-    assert lr_factor(77, 100, "constant", 4, 0.0) == 1.0
+    assert lr_factor(0, 110, 10, 0.0) == pytest.approx(0.1)
+    assert lr_factor(4, 110, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor(9, 110, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, 110, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(60, 110, 10, 0.0) == pytest.approx(0.5)  # p = 50 / 100
+    assert lr_factor(1, 100, 4, 0.0) == pytest.approx(0.5)  # (1 + 1) / 4
+    assert lr_factor(77, 100, 4, 1.0) == 1.0  # min_ratio 1: a constant rate after warm-up
 
 
 def test_scheduler_drives_the_optimizer_lr():
     w = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([w], lr=2.0)
-    sched = make_scheduler(opt, 4, "cosine", 0, 0.0)
+    sched = make_scheduler(opt, 4, 0, 0.0)
     lrs = []
     for _ in range(5):
         lrs.append(opt.param_groups[0]["lr"])
@@ -92,7 +92,7 @@ def test_scheduler_drives_the_optimizer_lr():
 
 
 def test_agent_lr_decays_per_update():
-    agent = ConsistencyBC(small_cfg(algo="consistency_bc", lr_schedule="cosine", actor_lr=1e-3), 3, 2, 10)
+    agent = ConsistencyBC(small_cfg(algo="consistency_bc", min_lr_ratio=0.0, actor_lr=1e-3), 3, 2, 10)
     batch = toy_batch()
     lrs = [agent.update(batch)["lr/actor"].item() for _ in range(6)]
     # 1e-3 * 0.5 (1 + cos(pi k / 10)): k = 0 -> 1e-3, k = 5 -> 5e-4
@@ -108,9 +108,7 @@ def test_agent_lr_decays_per_update():
     "kw,message",
     [
         (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc; got 'sac'"),
-        (dict(lr_schedule="linear"), r"agent\.lr_schedule must be one of"),
-        (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound, return; got 'mc'"),
-        (dict(actor_q="max"), r"agent\.actor_q must be one of mean, min; got 'max'"),
+        (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound; got 'mc'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),
         (dict(consistency=ConsistencyConfig(index_sampling="beta")), r"agent\.consistency\.index_sampling"),
         (dict(consistency=ConsistencyConfig(s0=0)), r"agent\.consistency: need 1 <= s0 <= s1"),
@@ -120,7 +118,6 @@ def test_agent_lr_decays_per_update():
         (dict(critic_lr=-1.0), r"agent\.critic_lr must be > 0"),
         (dict(ensemble_size=0), r"agent\.ensemble_size must be > 0"),
         (dict(act_candidates=0), r"agent\.act_candidates must be > 0"),
-        (dict(n_step=0), r"agent\.n_step must be > 0"),
         (dict(discount=1.5), r"agent\.discount must be in \[0, 1\]"),
         (dict(tau=-0.1), r"agent\.tau must be in \(0, 1\]"),
         (dict(tau=0.0), r"agent\.tau must be in \(0, 1\]"),
@@ -278,28 +275,18 @@ def test_td_target_and_critic_loss_by_hand(max_q_backup):
     assert metrics["q/target_mean"].item() == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("critic_target,expected", [("td", [2.0, -1.0]), ("td_return_bound", [3.0, -1.0]),
-                                                    ("return", [3.0, -4.0])])
+@pytest.mark.parametrize("critic_target,expected", [("td", [2.0, -1.0]), ("td_return_bound", [3.0, -1.0])])
 def test_critic_targets_by_hand(critic_target, expected):
     agent = make_agent(small_cfg(discount=0.5, critic_target=critic_target), 3, 2, 10)
     _constant_head(agent.critic_target, [2.0, 3.0])
     batch = Batch(torch.randn(2, 3), torch.zeros(2, 2), torch.tensor([1.0, -1.0]), torch.randn(2, 3),
                   torch.tensor([0.0, 1.0]), returns=torch.tensor([3.0, -4.0]))
-    # td: [1 + 0.5 * 2, -1] = [2, -1]; bounded by G = [3, -4]: [max(2, 3), max(-1, -4)] = [3, -1]; return: G
+    # td: [1 + 0.5 * 2, -1] = [2, -1]; bounded by G = [3, -4]: [max(2, 3), max(-1, -4)] = [3, -1]
     assert agent.td_target(batch).tolist() == pytest.approx(expected)
 
 
-def test_n_step_targets_bootstrap_with_the_batch_discounts():
-    agent = make_agent(small_cfg(discount=0.5), 3, 2, 10)
-    _constant_head(agent.critic_target, [2.0, 3.0])
-    batch = Batch(torch.randn(3, 3), torch.zeros(3, 2), torch.tensor([1.0, -1.0, 4.0]), torch.randn(3, 3),
-                  torch.tensor([0.0, 1.0, 0.0]), discounts=torch.tensor([0.125, 0.25, 0.5]))
-    # y = R^(n) + gamma^m (1 - d) min_k Q'_k = [1 + 0.125 * 2, -1 + 0, 4 + 0.5 * 2] (agent's gamma unused)
-    assert agent.td_target(batch).tolist() == pytest.approx([1.25, -1.0, 5.0])
-
-
-def test_return_targets_need_the_batch_returns():
-    agent = make_agent(small_cfg(critic_target="return"), 3, 2, 10)
+def test_return_bound_needs_the_batch_returns():
+    agent = make_agent(small_cfg(critic_target="td_return_bound"), 3, 2, 10)
     with pytest.raises(ValueError, match="returns-to-go"):
         agent.critic_loss(toy_batch())
 
@@ -336,35 +323,24 @@ def _agent_with_critic(critic: nn.Module, batch, **overrides):
     return agent, noise, a_pi
 
 
-def test_advantage_normalised_q_loss_by_hand():
-    """value: -mean(Q) / mean|Q|; advantage: -mean(A) / mean|A| with A = Q(s, a_pi) - Q(s, a). The
-    baseline carries no gradient, so the two gradients differ by the factor mean|Q| / mean|A| only."""
+def test_normalised_q_loss_and_policy_advantage_by_hand():
+    """-mean(Q) / mean|Q| on a critic with a known offset and slope, Q = 100 + sum_j a_j; the policy's
+    advantage Q(s, a_pi) - Q(s, a) is measured on request (the diagnostics) and only then."""
     batch = toy_batch()
-    grads = {}
-    for normalizer in ("value", "advantage"):
-        agent, noise, a_pi = _agent_with_critic(_OffsetLinearQ(), batch, q_normalizer=normalizer)
-        q_pi, q_data = 100.0 + a_pi.sum(-1), 100.0 + batch.actions.sum(-1)
-        loss, metrics = agent.actor_loss(batch, noise)
-        advantage = q_pi - q_data
-        gain = advantage if normalizer == "advantage" else q_pi
-        assert metrics["loss/q"].item() == pytest.approx((-gain.mean() / gain.abs().mean()).item(), rel=1e-5)
-        assert metrics["q/scale"].item() == pytest.approx(gain.abs().mean().item(), rel=1e-5)
-        # the advantage is measured where the loss needs Q(s, a) anyway, or on request (diagnostics)
-        assert ("q/policy_advantage" in metrics) == (normalizer == "advantage")
-        measured = agent.actor_terms(batch, noise, measure_advantage=True)[2]
-        assert measured["q/policy_advantage"].item() == pytest.approx(advantage.mean().item(), rel=1e-4, abs=1e-5)
-        assert measured["q/policy_advantage_abs"].item() == pytest.approx(advantage.abs().mean().item(), rel=1e-4)
-        params_ = list(agent.policy.parameters())
-        total = torch.autograd.grad(loss, params_)
-        consistency = torch.autograd.grad(agent.consistency_loss(batch, noise.pairs)[0], params_)
-        grads[normalizer] = torch.cat([(t - c).flatten() for t, c in zip(total, consistency)])  # the Q term's
-        scale_ratio = (q_pi.abs().mean() / advantage.abs().mean()).item()  # the same in both passes
-    torch.testing.assert_close(grads["advantage"], grads["value"] * scale_ratio, rtol=1e-4, atol=1e-7)
+    agent, noise, a_pi = _agent_with_critic(_OffsetLinearQ(), batch)
+    q_pi, q_data = 100.0 + a_pi.sum(-1), 100.0 + batch.actions.sum(-1)
+    _, metrics = agent.actor_loss(batch, noise)
+    assert metrics["loss/q"].item() == pytest.approx((-q_pi.mean() / q_pi.abs().mean()).item(), rel=1e-5)
+    assert metrics["q/scale"].item() == pytest.approx(q_pi.abs().mean().item(), rel=1e-5)
+    assert "q/policy_advantage" not in metrics
+    measured = agent.actor_terms(batch, noise, measure_advantage=True)[2]
+    advantage = q_pi - q_data
+    assert measured["q/policy_advantage"].item() == pytest.approx(advantage.mean().item(), rel=1e-4, abs=1e-5)
+    assert measured["q/policy_advantage_abs"].item() == pytest.approx(advantage.abs().mean().item(), rel=1e-4)
 
 
 class _TwoMemberLinearQ(nn.Module):
-    """Q_1 = 100 + sum_j a_j and Q_2 = 90 + 2 sum_j a_j: for actions in [-1, 1]^2 Q_2 < Q_1 everywhere,
-    so min_k Q_k = Q_2 and the mean is 95 + 1.5 sum_j a_j."""
+    """Q_1 = 100 + sum_j a_j and Q_2 = 90 + 2 sum_j a_j: their mean is 95 + 1.5 sum_j a_j."""
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         total = action.sum(-1)
@@ -373,31 +349,30 @@ class _TwoMemberLinearQ(nn.Module):
     frozen = forward
 
 
-def test_actor_q_min_takes_the_pessimistic_member():
-    """actor_q=mean: the Q term sees (Q_1 + Q_2) / 2; actor_q=min: min_k Q_k. Both push a_pi along
-    d(sum a)/d theta, scaled by the slope over the normaliser: 1.5 / mean|Q_mean| against 2 / mean|Q_2|."""
+def test_actor_q_term_uses_the_ensemble_mean():
+    """The Q term sees (Q_1 + Q_2) / 2 (Diffusion-QL), not the minimum the TD target takes: its
+    gradient is d(-1.5 sum a_pi / mean|Q|)/d theta."""
     batch = toy_batch()
-    grads, scales = {}, {}
-    for reduction in ("mean", "min"):
-        agent, noise, a_pi = _agent_with_critic(_TwoMemberLinearQ(), batch, actor_q=reduction)
-        total = a_pi.sum(-1)
-        q = 90.0 + 2.0 * total if reduction == "min" else 95.0 + 1.5 * total
-        loss, q_loss, metrics = agent.actor_terms(batch, noise)
-        assert metrics["q/policy_mean"].item() == pytest.approx(q.mean().item(), rel=1e-6)
-        assert q_loss.item() == pytest.approx((-q.mean() / q.abs().mean()).item(), rel=1e-6)
-        grads[reduction] = torch.cat([g.flatten() for g in torch.autograd.grad(q_loss, list(agent.policy.parameters()),
-                                                                                allow_unused=True) if g is not None])
-        scales[reduction] = (2.0 if reduction == "min" else 1.5) / q.abs().mean().item()
-    torch.testing.assert_close(grads["min"], grads["mean"] * scales["min"] / scales["mean"], rtol=1e-4, atol=1e-7)
+    agent, noise, a_pi = _agent_with_critic(_TwoMemberLinearQ(), batch)
+    q = 95.0 + 1.5 * a_pi.sum(-1)
+    _, q_loss, metrics = agent.actor_terms(batch, noise)
+    assert metrics["q/policy_mean"].item() == pytest.approx(q.mean().item(), rel=1e-6)
+    assert q_loss.item() == pytest.approx((-q.mean() / q.abs().mean()).item(), rel=1e-6)
+    params_ = list(agent.policy.parameters())
+    grads = torch.autograd.grad(q_loss, params_, allow_unused=True)
+    a_grad = agent.policy.sample(batch.observations, agent.train_sigmas, noise=noise.actor)
+    expected = torch.autograd.grad(-1.5 * a_grad.sum(-1).mean() / q.abs().mean(), params_, allow_unused=True)
+    for g, e in zip(grads, expected):
+        if g is not None:
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("beta", [0.0, 2.0])
-def test_diagnostics_split_the_actor_gradient_without_side_effects(beta):
-    """grad_norm/actor_consistency and grad_norm/actor_q are the norms of grad L_CM (advantage-weighted
-    with beta > 0) and grad eta L_Q on the noise that the diagnostics draw; the run's random stream
-    and the parameters' .grad stay as they were."""
+def test_diagnostics_split_the_actor_gradient_without_side_effects():
+    """grad_norm/actor_consistency and grad_norm/actor_q are the norms of grad L_CM and grad eta L_Q
+    on the noise that the diagnostics draw; the run's random stream and the parameters' .grad stay
+    as they were."""
     batch = toy_batch()
-    agent = make_agent(small_cfg(eta=3.0, advantage_beta=beta), 3, 2, 10)
+    agent = make_agent(small_cfg(eta=3.0), 3, 2, 10)
     agent.update(batch)
     grads_before = [p.grad.clone() for p in agent.policy.parameters()]
     rng_before = torch.get_rng_state()
@@ -413,87 +388,9 @@ def test_diagnostics_split_the_actor_gradient_without_side_effects(beta):
 
     consistency_loss, q_loss, q_metrics = agent.actor_terms(batch, noise, measure_advantage=True)
     assert metrics["grad_norm/actor_consistency"].item() == pytest.approx(norm(consistency_loss), rel=1e-5)
-    unweighted = norm(agent.consistency_loss(batch, noise.pairs)[0])
-    assert (metrics["grad_norm/actor_consistency"].item() == pytest.approx(unweighted, rel=1e-5)) == (beta == 0)
     assert metrics["grad_norm/actor_q"].item() == pytest.approx(norm(3.0 * q_loss), rel=1e-5)
     assert metrics["q/policy_advantage"].item() == pytest.approx(q_metrics["q/policy_advantage"].item(), rel=1e-5)
     assert make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10).diagnostics(batch) == {}
-
-
-def test_advantage_weights_by_hand():
-    # A = [5, -3, 0]: ranks [2, 0, 1] -> u = [1, -1, 0] -> w = 3 e^(beta u) / (e^beta + e^-beta + 1)
-    advantage = torch.tensor([5.0, -3.0, 0.0])
-    z = math.e + math.exp(-1.0) + 1.0
-    expected = [3 * math.e / z, 3 * math.exp(-1.0) / z, 3 / z]  # 1.9957, 0.2701, 0.7342
-    assert advantage_weights(advantage, 1.0).tolist() == pytest.approx(expected, rel=1e-6)
-    assert advantage_weights(advantage, 1.0).mean().item() == pytest.approx(1.0)
-    # only the order counts: free of the reward scale and of an outlier's size
-    torch.testing.assert_close(advantage_weights(250.0 * advantage + 7.0, 1.0), advantage_weights(advantage, 1.0))
-    torch.testing.assert_close(advantage_weights(torch.tensor([1e6, -3.0, 0.0]), 1.0),
-                               advantage_weights(advantage, 1.0))
-    assert advantage_weights(advantage, 0.0).tolist() == pytest.approx([1.0, 1.0, 1.0])
-    # the best row weighs e^(2 beta) times the worst
-    many = advantage_weights(torch.randn(256), 2.0)
-    assert (many.max() / many.min()).item() == pytest.approx(math.exp(4.0), rel=1e-5)
-
-
-def test_advantage_weighted_consistency_loss_by_hand():
-    """eta = 0, beta = 2: L = mean_i w_i |f_theta(a + sigma_{n+1} z) - f_teacher(a + sigma_n z)|^2 (CT: l2,
-    lambda = 1) with w_i = e^(2 u_i) / mean e^(2 u), u_i the rank of Q(s_i, a_i) - Q(s_i, a_pi) in [-1, 1];
-    the logged L_CM stays unweighted."""
-    torch.manual_seed(0)
-    batch = toy_batch()
-    agent = make_agent(small_cfg(consistency=CT, eta=0.0, advantage_beta=2.0), 3, 2, 10)
-    agent.critic = _OffsetLinearQ()
-    noise = agent.draw_noise(batch.observations.shape[0])
-    assert len(noise.actor) == len(agent.train_sigmas)  # a_pi is drawn for the weights though eta = 0
-    loss, metrics = agent.actor_loss(batch, noise)
-    obs, a, pairs = batch.observations, batch.actions, noise.pairs
-    with torch.no_grad():
-        a_pi = agent.policy.sample(obs, agent.train_sigmas, noise=noise.actor)
-        per_row = (agent.policy(a + pairs.sigma_next * pairs.z, pairs.sigma_next, obs)
-                   - agent.teacher(a + pairs.sigma * pairs.z, pairs.sigma, obs)).square().sum(-1)
-    advantage = (a.sum(-1) - a_pi.sum(-1)).tolist()  # (100 + sum a) - (100 + sum a_pi)
-    order = sorted(range(len(advantage)), key=advantage.__getitem__)
-    u = torch.empty(len(advantage))
-    for rank, row in enumerate(order):
-        u[row] = 2.0 * rank / (len(advantage) - 1) - 1.0
-    weights = (2.0 * u).exp() / (2.0 * u).exp().mean()
-    assert loss.item() == pytest.approx((weights * per_row).mean().item(), rel=1e-5)
-    assert metrics["loss/consistency"].item() == pytest.approx(per_row.mean().item(), rel=1e-5)
-    assert metrics["actor/weight_max"].item() == pytest.approx(weights.max().item(), rel=1e-5)
-    assert metrics["actor/weight_ess"].item() == pytest.approx(1.0 / weights.square().mean().item(), rel=1e-5)
-    assert "loss/q" not in metrics
-    assert abs(loss.item() - per_row.mean().item()) > 1e-3 * per_row.mean().item()  # the weights mattered
-
-
-def test_advantage_weighting_imitates_the_better_mode():
-    """Toy with known Q: the data's actions are +0.6 or -0.6 at random, reward r = a, gamma = 0, so
-    Q(s, a) = a. Plain imitation (beta = 0) reproduces both modes (mean action ~0); with beta = 2 and
-    no Q loss (eta = 0) the policy imitates the +0.6 mode, an action of the data, not beyond it."""
-    n = 1024
-    g = torch.Generator().manual_seed(0)
-    obs = torch.randn(n, 2, generator=g)
-    act = (torch.randint(0, 2, (n, 1), generator=g) * 1.2 - 0.6)
-    test_obs = torch.randn(512, 2, generator=g)
-    actions = {}
-    for beta in (0.0, 2.0):
-        torch.manual_seed(0)
-        cfg = small_cfg(consistency=FAST, eta=0.0, advantage_beta=beta, discount=0.0, actor_lr=1e-3,
-                        critic_lr=3e-3, ema_decay=0.0)
-        agent = make_agent(cfg, 2, 1, 200)
-        _train(agent, obs, act, 200, rewards=act[:, 0].clone())
-        actions[beta] = agent.act(test_obs)
-    assert abs(actions[0.0].mean().item()) < 0.2
-    assert (actions[0.0] > 0).float().mean().item() < 0.7
-    assert (actions[2.0] > 0).float().mean().item() > 0.85
-    assert actions[2.0].mean().item() > 0.35
-    assert actions[2.0].max().item() < 0.9  # imitation: no extrapolation past the data's +0.6
-
-
-def test_q_normalizer_must_be_known():
-    with pytest.raises(ValueError, match=r"agent\.q_normalizer must be one of value, advantage"):
-        small_cfg(q_normalizer="std").validate()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,29 +476,6 @@ def test_eta_moves_the_policy_towards_higher_q():
     assert abs(means[0.0]) < 0.2
     assert means[1.0] > 0.6
     assert means[1.0] - means[0.0] > 0.5
-
-
-def test_critic_return_scaling_fits_the_return_scale_from_the_start():
-    """Toy with Q(s, a) = 300 + a (reward 300 + a, gamma = 0, so G = r). After 100 updates the plain
-    critic is still growing its output towards 300; with Q = mean(G) + std(G) * g it fits Q to ~0.1."""
-    n = 1024
-    g = torch.Generator().manual_seed(0)
-    obs = torch.randn(n, 2, generator=g)
-    act = torch.rand(n, 1, generator=g) * 2 - 1
-    rewards = 300.0 + act[:, 0]
-    grid = torch.linspace(-1, 1, 11).view(-1, 1)
-    errors = {}
-    for scaling in (False, True):
-        torch.manual_seed(0)
-        cfg = small_cfg(consistency=FAST, eta=0.0, discount=0.0, critic_lr=3e-3, critic_return_scaling=scaling)
-        agent = make_agent(cfg, 2, 1, 100)
-        agent.fit_data_statistics(rewards)
-        _train(agent, obs, act, 100, rewards=rewards)
-        with torch.no_grad():
-            q = agent.critic(torch.zeros(11, 2), grid)
-        errors[scaling] = (q - (300.0 + grid.view(1, -1))).abs().max().item()
-    assert errors[False] > 50.0
-    assert errors[True] < 0.25
 
 
 # --------------------------------------------------------------------------------------------------
@@ -740,7 +614,7 @@ def _all_state_tensors(agent) -> list[Tensor]:
 
 @pytest.mark.parametrize("algo", ["consistency_bc", "consistency_ac"])
 def test_state_dict_round_trip(algo):
-    cfg = small_cfg(algo=algo, lr_schedule="cosine", ema_decay=0.5, ema_start_step=1)
+    cfg = small_cfg(algo=algo, min_lr_ratio=0.0, ema_decay=0.5, ema_start_step=1)
     torch.manual_seed(0)
     a = make_agent(cfg, 3, 2, 50)
     batch = toy_batch()
@@ -767,10 +641,10 @@ def test_state_dict_round_trip(algo):
 def test_load_state_dict_rejects_a_different_agent():
     bc = make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10)
     ac = make_agent(small_cfg(algo="consistency_ac"), 3, 2, 10)
-    with pytest.raises(ValueError, match="critic"):
+    with pytest.raises(CheckpointError, match="critic"):
         ac.load_state_dict(bc.state_dict())
     wide = make_agent(small_cfg(algo="consistency_bc", hidden_dims=[16]), 3, 2, 10)
-    with pytest.raises(ValueError, match="policy"):
+    with pytest.raises(CheckpointError, match="policy"):
         bc.load_state_dict(wide.state_dict())
 
 

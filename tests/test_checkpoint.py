@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from cmrl.errors import UserError
+from cmrl.errors import CheckpointError, UserError
 from cmrl.training import checkpoint as ckpt
-from cmrl.training.checkpoint import (FORMAT_VERSION, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
-                                      set_rng_state)
+from cmrl.training.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 def payload(value: float = 1.0) -> dict:
@@ -129,7 +134,8 @@ def test_missing_required_keys(tmp_path):
 
 
 @pytest.mark.parametrize("bad, where", [
-    ({"agent": {"x": np.zeros(3)}}, r"payload\['agent'\]\['x'\] of type numpy.ndarray \(convert it with torch.as_tensor\)"),
+    ({"agent": {"x": np.zeros(3)}},
+     r"payload\['agent'\]\['x'\] of type numpy.ndarray \(convert it with torch.as_tensor\)"),
     ({"best": np.float64(1.0)}, r"payload\['best'\] of type numpy.float64"),
     ({"items": [1, object()]}, r"payload\['items'\]\[1\] of type builtins.object"),
 ])

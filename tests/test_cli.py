@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from helpers import TINY_OVERRIDES
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,11 +5,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from cmrl.data import DatasetConfig, DatasetError, load_dataset, scripted_pendulum_action
-from cmrl.data import embedded
+from cmrl.data import DatasetConfig, DatasetError, embedded, load_dataset, scripted_pendulum_action
 from cmrl.data.embedded import (
-    BEHAVIOUR_SCORE_RANGE, EMBEDDED_DATASET_ID, EPISODES, RANDOM_POLICY_RETURN, SCRIPTED_POLICY_RETURN,
-    balance_gain, build_episodes, ensure_embedded_dataset, measure_reference_returns, rollout_episode,
+    BEHAVIOUR_SCORE_RANGE,
+    EMBEDDED_DATASET_ID,
+    EPISODES,
+    RANDOM_POLICY_RETURN,
+    SCRIPTED_POLICY_RETURN,
+    balance_gain,
+    build_episodes,
+    ensure_embedded_dataset,
+    measure_reference_returns,
+    rollout_episode,
 )
 
 

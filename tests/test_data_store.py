@@ -39,7 +39,6 @@ def check_batch(batch, size: int, device: torch.device) -> None:
     expected = [sum(0.99 ** (j - row) * 2 * j for j in range(row, min(row - row % 7 + 7, N)))
                 for row in i.long().tolist()]
     torch.testing.assert_close(batch.returns, torch.tensor(expected), rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(batch.discounts, torch.full((size,), 0.99))  # one-step rows
 
 
 def test_batches_hold_consistent_rows_and_cover_the_data():
@@ -48,21 +47,6 @@ def test_batches_hold_consistent_rows_and_cover_the_data():
     check_batch(store.sample(256), 256, torch.device("cpu"))
     seen = store.sample(5000).observations[:, 0].unique()
     torch.testing.assert_close(seen, torch.arange(N, dtype=torch.float32))
-
-
-def test_n_step_store_rows_look_ahead_within_the_episode():
-    store = TransitionStore(make(), "cpu", discount=0.5, n_step=3)
-    batch = store.sample(512)
-    i = batch.observations[:, 0].long()
-    # m = rows summed: at most 3, never past a terminal (rows 6, 13, ...) nor the last row
-    m = torch.minimum(torch.minimum(torch.full_like(i, 3), 7 - i % 7), N - i)
-    expected = torch.tensor([sum(0.5 ** k * 2 * (row + k) for k in range(steps))
-                             for row, steps in zip(i.tolist(), m.tolist())])
-    torch.testing.assert_close(batch.rewards, expected)
-    torch.testing.assert_close(batch.next_observations[:, 0], (i + m).float())
-    torch.testing.assert_close(batch.terminals, ((i + m - 1) % 7 == 6).float())
-    torch.testing.assert_close(batch.discounts, 0.5 ** m.float())
-    torch.testing.assert_close(batch.actions[:, 0], i / 100)  # the state and action stay row i's
 
 
 def test_seeded_sampling_is_deterministic():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmrl.data import DataTransforms, DatasetConfig, DatasetError, DatasetInfo, TransitionData
+from cmrl.data import DatasetConfig, DatasetError, DatasetInfo, DataTransforms, TransitionData
 
 LOW, HIGH = np.array([-1.0, 0.0], np.float32), np.array([3.0, 10.0], np.float32)
 

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from cmrl.envs import (REFERENCE_SCORES, EvalResult, evaluate_policy, make_env, make_vector_env,
-                       normalized_score, reference_scores)
+from cmrl.envs import (
+    REFERENCE_SCORES,
+    EvalResult,
+    evaluate_policy,
+    make_env,
+    make_vector_env,
+    normalized_score,
+    reference_scores,
+)
 
 HOPPER_MIN, HOPPER_MAX = -20.272305, 3234.3
 

@@ -39,8 +39,8 @@ def _config(**overrides: object) -> AgentConfig:
 def _batch(seed: int, device: torch.device) -> Batch:
     g = torch.Generator().manual_seed(seed)
     batch = Batch(torch.randn(B, S, generator=g), torch.rand(B, A, generator=g) * 2 - 1, torch.randn(B, generator=g),
-                  torch.randn(B, S, generator=g), (torch.rand(B, generator=g) < 0.2).float(), torch.randn(B, generator=g),
-                  0.99 ** torch.randint(1, 4, (B,), generator=g).float())  # n-step discounts gamma^m, m in 1..3
+                  torch.randn(B, S, generator=g), (torch.rand(B, generator=g) < 0.2).float(),
+                  torch.randn(B, generator=g))
     return Batch(*(t.to(device) for t in batch))
 
 

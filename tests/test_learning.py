@@ -36,7 +36,7 @@ def mean_reward(agent, obs: np.ndarray) -> float:
 def test_consistency_ac_improves_on_the_behaviour_policy() -> None:
     data = bandit_data()
     cfg = AgentConfig(hidden_dims=[64, 64], critic_hidden_dims=[64, 64], eta=5.0, actor_lr=1e-3, critic_lr=1e-3,
-                      discount=0.0, ema_start_step=0, ema_decay=0.9, lr_schedule="constant")
+                      discount=0.0, ema_start_step=0, ema_decay=0.9, min_lr_ratio=1.0)
     store = TransitionStore(data, "cpu", cfg.discount)
     store.seed(0)
     torch.manual_seed(0)

@@ -160,24 +160,3 @@ def test_q_ensemble_frozen_action_gradient_matches_live_critic():
     q(obs, a2).sum().backward()
     torch.testing.assert_close(a1.grad, a2.grad)
     assert math.isfinite(float(a1.grad.abs().sum()))
-
-
-def test_q_ensemble_value_scale_by_hand_and_old_state_dicts():
-    """Q = mu + s * g: with mu = 300, s = 20 every member's output is 300 + 20 * its raw output; a state
-    dict without the buffers (saved before they existed) loads as mu = 0, s = 1."""
-    torch.manual_seed(0)
-    q = QEnsemble(3, 2, [16, 16], ensemble_size=2)
-    obs, act = torch.randn(5, 3), torch.rand(5, 2) * 2 - 1
-    raw = q(obs, act)
-    q.set_value_scale(300.0, 20.0)
-    torch.testing.assert_close(q(obs, act), 300.0 + 20.0 * raw)
-    torch.testing.assert_close(q.frozen(obs, act), 300.0 + 20.0 * raw)
-    with pytest.raises(ValueError, match="value scale must be > 0"):
-        q.set_value_scale(0.0, 0.0)
-    restored = QEnsemble(3, 2, [16, 16], ensemble_size=2)
-    restored.load_state_dict(q.state_dict())  # the buffers travel with the state dict
-    torch.testing.assert_close(restored(obs, act), 300.0 + 20.0 * raw)
-    old = {k: v for k, v in q.state_dict().items() if k not in ("value_offset", "value_scale")}
-    restored.load_state_dict(old)
-    assert (restored.value_offset.item(), restored.value_scale.item()) == (0.0, 1.0)
-    torch.testing.assert_close(restored(obs, act), raw)

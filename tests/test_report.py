@@ -12,9 +12,21 @@ import numpy as np
 import pytest
 import yaml
 
-from cmrl.results import (ReportSettings, aggregate_curves, bootstrap_ci, find_run_dirs, group_runs,
-                          interquartile_mean, iqm_weights, load_run, markdown_report, stratified_bootstrap_ci,
-                          summarize, summarize_group, text_report)
+from cmrl.results import (
+    ReportSettings,
+    aggregate_curves,
+    bootstrap_ci,
+    find_run_dirs,
+    group_runs,
+    interquartile_mean,
+    iqm_weights,
+    load_run,
+    markdown_report,
+    stratified_bootstrap_ci,
+    summarize,
+    summarize_group,
+    text_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "scripts" / "report.py"
@@ -191,8 +203,9 @@ def test_groups_split_on_varying_config_but_not_on_seed_or_logger(tmp_path: Path
     assert [g.variant for g in group_runs(runs)] == ["steps=100", "steps=200"]
 
 
-def test_a_key_that_older_configs_lack_counts_as_its_schema_default(tmp_path: Path):
-    """Runs written before agent.n_step existed ran one-step targets: they join runs with n_step=1."""
+def test_a_retired_option_counts_as_the_value_every_run_without_it_used(tmp_path: Path):
+    """agent.n_step was retired (docs/experiments.md): runs that lack it (written before it existed or
+    after it was retired) ran one-step targets and join the runs that recorded n_step=1."""
     old = [load_run(make_run(tmp_path / "old", f"r{seed}", seed=seed)) for seed in range(2)]
     new = []
     for seed, n_step in ((2, 1), (3, 1), (4, 5)):

@@ -202,7 +202,8 @@ def test_bench_experiment_runs_in_parallel_and_a_missing_dataset_fails_alone(tmp
     data = tmp_path / "bench"
     write_d4rl_file(data / "hopper-medium.hdf5", "Hopper-v5", 400, (-20.272305, 3234.3))
     proc = train(["-m", "experiment=bench_d4rl_style", *TINY,
-                  "agent=consistency_bc", "agent.compile=false", "seed=3", "dataset=bench/hopper-mixed,bench/hopper-medium",
+                  "agent=consistency_bc", "agent.compile=false", "seed=3",
+                  "dataset=bench/hopper-mixed,bench/hopper-medium",
                   "hydra.sweep.dir=sweep"],
                  tmp_path, env={"CMRL_BENCH_DATA": str(data)})
     assert proc.returncode != 0 and "hopper-mixed.hdf5" in proc.stderr

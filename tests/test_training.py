@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_config
 
 from cmrl.errors import ConfigError
 from cmrl.training.checkpoint import load_checkpoint, save_checkpoint
-from cmrl.training.cli import to_train_config
+from cmrl.training.config import to_train_config
 from cmrl.training.loggers import read_metrics
 from cmrl.training.loop import Trainer, train
-
-from helpers import tiny_config
 
 
 def _flat_tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -108,16 +107,6 @@ def test_bad_config_values_are_rejected_with_the_key_named(override: dict, messa
     assert message in str(err.value)
 
 
-def test_trainer_builds_n_step_batches_from_the_agent_config(tmp_path: Path) -> None:
-    cfg = tiny_config(steps=20)
-    cfg.agent.n_step = 3
-    batch = Trainer(cfg, tmp_path / "run").store.sample(4096)
-    gamma = cfg.agent.discount
-    # the embedded data's episodes run 200 steps: most rows bootstrap after 3, the last 2 of each after fewer
-    counts = {m: int(torch.isclose(batch.discounts, torch.tensor(gamma ** m)).sum()) for m in (1, 2, 3)}
-    assert sum(counts.values()) == 4096 and counts[3] > 4000 and counts[1] > 0 and counts[2] > 0
-
-
 def test_resuming_with_another_dataset_is_refused(tmp_path: Path) -> None:
     """A checkpoint of a 3-dimensional Pendulum policy cannot continue on data of other dimensions."""
     train(tiny_config(steps=20), tmp_path / "run")
@@ -128,20 +117,3 @@ def test_resuming_with_another_dataset_is_refused(tmp_path: Path) -> None:
     save_checkpoint(payload_path, payload)
     with pytest.raises(ConfigError, match="dimension 11/1, but the dataset has 3/1"):
         trainer.restore(payload_path)
-
-
-@pytest.mark.parametrize("scaling", [False, True])
-def test_critic_return_scaling_takes_the_data_returns(tmp_path: Path, scaling: bool) -> None:
-    """With agent.critic_return_scaling the critics (and their targets) start at Q = mean(G) + std(G) * g
-    with the statistics of the data's returns-to-go G; without it at Q = g."""
-    cfg = tiny_config(steps=20)
-    cfg.agent.critic_return_scaling = scaling
-    trainer = Trainer(cfg, tmp_path / "run")
-    returns = trainer.store.returns
-    assert returns.shape == (len(trainer.store),)
-    expected = (returns.mean().item(), returns.std().item()) if scaling else (0.0, 1.0)
-    for critic in (trainer.agent.critic, trainer.agent.critic_target):
-        assert critic.value_offset.item() == pytest.approx(expected[0], rel=1e-5)
-        assert critic.value_scale.item() == pytest.approx(expected[1], rel=1e-5)
-    if scaling:
-        assert expected[0] < -100  # Pendulum's costs: the offset is the return's scale, far from 0

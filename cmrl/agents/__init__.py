@@ -1,22 +1,20 @@
-"""Algorithms as small objects: update(batch) -> metrics, act(obs), state_dict()."""
+"""Algorithms as small objects: update(batch) -> metrics, act(obs), state_dict() (the `Agent` protocol)."""
 from __future__ import annotations
 
 import torch
 
+from .base import Agent, Metrics
 from .config import AgentConfig
 from .consistency_ac import ConsistencyAC
 from .consistency_bc import ConsistencyBC
 
-Agent = ConsistencyBC
-"""The agent interface (ConsistencyAC extends it)."""
-
 
 def make_agent(cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int,
-               device: torch.device | str = "cpu") -> ConsistencyBC:
-    """Build the agent named by cfg.algo."""
+               device: torch.device | str = "cpu") -> Agent:
+    """Build the agent named by cfg.algo, after validating cfg (ConfigError names a bad key)."""
     cfg.validate()
     cls = ConsistencyAC if cfg.algo == "consistency_ac" else ConsistencyBC
     return cls(cfg, obs_dim, action_dim, total_steps, device)
 
 
-__all__ = ["Agent", "AgentConfig", "ConsistencyAC", "ConsistencyBC", "make_agent"]
+__all__ = ["Agent", "AgentConfig", "ConsistencyAC", "ConsistencyBC", "Metrics", "make_agent"]

@@ -16,7 +16,8 @@ updates up to floating-point reassociation (tests/test_fast_path.py).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import Any, Optional, TypeVar
 
 import torch
 from torch import Tensor
@@ -45,7 +46,8 @@ def captures_updates(enabled: bool, device: torch.device) -> bool:
 
 
 class CapturedStep:
-    """`step(*args) -> metrics` (a dict of 0-dim tensors) recorded in a CUDA graph after `warmup` eager calls, then replayed.
+    """`step(*args) -> metrics` (a dict of 0-dim tensors) recorded in a CUDA graph after `warmup` eager
+    calls, then replayed.
 
     The warm-up calls run on a side stream (as CUDA graph capture requires) and are real steps: they
     also compile the functions `step` calls and create the optimiser states. The capture call copies

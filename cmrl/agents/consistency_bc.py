@@ -11,22 +11,22 @@ theta_ema <- decay theta_ema + (1 - decay) theta. Consistency-AC (consistency_ac
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
 
 from cmrl.consistency import ConsistencyTraining, NoisePairs, default_sampling_sigmas, sampling_noise
 from cmrl.data.store import Batch
+from cmrl.errors import CheckpointError
 from cmrl.nn import ema_update
 from cmrl.policies import ConsistencyPolicy
 
 from .acceleration import CapturedStep, captures_updates, maybe_compile
+from .base import Metrics
 from .config import AgentConfig
 from .optim import gradient_step, make_optimizer, make_scheduler, set_capturable
-
-Metrics = dict[str, Tensor]
-"""Detached 0-dim tensors; the training loop reads them (one device sync) only when it logs."""
 
 SATURATION = 0.99
 """|a| above this counts as a saturated action coordinate in the diagnostics."""
@@ -46,11 +46,10 @@ class UpdateNoise(NamedTuple):
 
 
 class ConsistencyBC:
-    """update(batch) -> metrics, act(obs) -> actions in [-1, 1], state_dict() / load_state_dict()."""
+    """The `Agent` of behaviour cloning with a consistency policy; Consistency-AC extends it."""
 
     def __init__(self, cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int,
                  device: torch.device | str = "cpu"):
-        cfg.validate()
         self.cfg = cfg
         self.device = torch.device(device)
         self.obs_dim, self.action_dim, self.total_steps = obs_dim, action_dim, total_steps
@@ -64,8 +63,8 @@ class ConsistencyBC:
         self._capture = captures_updates(cfg.compile, self.device)
         self.actor_optimizer = make_optimizer(self.policy.parameters(), cfg.actor_lr, cfg.weight_decay,
                                               self._capture)
-        self.actor_scheduler = make_scheduler(self.actor_optimizer, total_steps, cfg.lr_schedule,
-                                              cfg.lr_warmup_steps, cfg.min_lr_ratio)
+        self.actor_scheduler = make_scheduler(self.actor_optimizer, total_steps, cfg.lr_warmup_steps,
+                                              cfg.min_lr_ratio)
         self.train_sigmas = cfg.train_sampling_sigmas or default_sampling_sigmas(
             cfg.train_sampling_steps, c.sigma_min, c.sigma_max, c.rho)
         self.act_sigmas = cfg.act_sampling_sigmas or default_sampling_sigmas(
@@ -83,19 +82,13 @@ class ConsistencyBC:
         return CapturedStep(self.train_step) if self._capture else self.train_step
 
     @staticmethod
-    def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    def _frozen_copy(module: ConsistencyPolicy) -> ConsistencyPolicy:
         return copy.deepcopy(module).requires_grad_(False)
 
     @property
     def acting_policy(self) -> ConsistencyPolicy:
         """The EMA policy when enabled, else the student: used for acting and for target actions."""
         return self.ema_policy if self.ema_policy is not None else self.policy
-
-    def fit_data_statistics(self, returns: Tensor) -> None:
-        """Set what the agent takes from the dataset before training: Consistency-BC takes nothing.
-
-        `returns` holds the data's discounted returns-to-go G_t, one per transition.
-        """
 
     # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:
@@ -104,13 +97,10 @@ class ConsistencyBC:
         return UpdateNoise(target=[], pairs=pairs, actor=[])
 
     # --- losses -------------------------------------------------------------------------------
-    def consistency_loss(self, batch: Batch, pairs: Optional[NoisePairs] = None,
-                         weights: Optional[Tensor] = None) -> tuple[Tensor, Metrics]:
+    def consistency_loss(self, batch: Batch, pairs: Optional[NoisePairs] = None) -> tuple[Tensor, Metrics]:
         """L_CM on the batch's (s, a), with per-noise-level diagnostics (sigma_n < 1 and >= 1).
 
-        `pairs` defaults to a fresh draw at the current step. `weights` (one per row, mean 1) turn the
-        returned loss into the weighted mean E[w(s, a) lambda(sigma_n) d(., .)] (Consistency-AC's
-        advantage weighting); the logged metrics stay the unweighted fit.
+        `pairs` defaults to a fresh draw at the current step.
         """
         obs, actions = batch.observations, batch.actions
         if pairs is None:
@@ -126,8 +116,7 @@ class ConsistencyBC:
             "loss/consistency_sigma_lt_1": (per_sample.detach() * low).sum() / low.sum().clamp(min=1.0),
             "loss/consistency_sigma_ge_1": (per_sample.detach() * (1 - low)).sum() / (1 - low).sum().clamp(min=1.0),
         }
-        loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
-        return loss, metrics
+        return per_sample.mean(), metrics
 
     def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
         """The policy's loss: L_CM (Consistency-AC adds its Q term). `noise` defaults to a fresh draw."""
@@ -212,17 +201,18 @@ class ConsistencyBC:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict()`; a missing or mismatched part raises ValueError naming it."""
+        """Restore a `state_dict()`; a missing or mismatched part raises CheckpointError naming it."""
         for name, module in self._modules().items():
             if module is None:
                 continue
             if name not in state:
-                raise ValueError(f"the agent state has no {name!r}: it was saved by a differently configured agent")
+                raise CheckpointError(f"the agent state has no {name!r}: it was saved by a differently configured "
+                                      "agent")
             try:
                 module.load_state_dict(state[name])
             except (RuntimeError, KeyError, ValueError) as err:
-                raise ValueError(f"cannot load {name!r} into this agent (different architecture or "
-                                 f"configuration?): {err}") from err
+                raise CheckpointError(f"cannot load {name!r} into this agent (different architecture or "
+                                      f"configuration?): {err}") from err
         self.step = int(state["step"])
         # the optimisers now hold the saved settings and new state tensors: prepare them, capture anew
         for optimizer in self._optimizers():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
         group["capturable"] = capturable
 
 
-def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int, min_ratio: float) -> float:
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Multiplier of the base learning rate after `step` optimiser steps.
 
     Linear warm-up over `warmup_steps`, then cosine from 1 to `min_ratio` at `total_steps`:
@@ -38,17 +38,15 @@ def lr_factor(step: int, total_steps: int, schedule: str, warmup_steps: int, min
     """
     if warmup_steps and step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
     p = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, schedule: str, warmup_steps: int,
+def make_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
                    min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR over `lr_factor`, to be stepped after every optimiser step."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, schedule, warmup_steps, min_ratio))
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, min_ratio))
 
 
 def clip_gradients(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from cmrl.errors import ConfigError
+
 CURRICULA = ("ct", "ict", "fixed")
 INDEX_SAMPLINGS = ("uniform", "lognormal")
 METRICS = ("l2", "pseudo_huber")
@@ -43,18 +45,18 @@ class ConsistencyConfig:
         _choice(prefix, "weighting", self.weighting, WEIGHTINGS)
         _choice(prefix, "teacher", self.teacher, TEACHERS)
         if not 0 < self.sigma_min < self.sigma_max:
-            raise ValueError(f"{prefix}: need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
+            raise ConfigError(f"{prefix}: need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
                              f"sigma_max={self.sigma_max}")
         if self.sigma_data <= 0 or self.rho <= 0:
-            raise ValueError(f"{prefix}: sigma_data and rho must be > 0, got {self.sigma_data}, {self.rho}")
+            raise ConfigError(f"{prefix}: sigma_data and rho must be > 0, got {self.sigma_data}, {self.rho}")
         if not 1 <= self.s0 <= self.s1:
-            raise ValueError(f"{prefix}: need 1 <= s0 <= s1, got s0={self.s0}, s1={self.s1}")
+            raise ConfigError(f"{prefix}: need 1 <= s0 <= s1, got s0={self.s0}, s1={self.s1}")
         if self.p_std <= 0:
-            raise ValueError(f"{prefix}.p_std must be > 0, got {self.p_std}")
+            raise ConfigError(f"{prefix}.p_std must be > 0, got {self.p_std}")
         if self.huber_c is not None and self.huber_c <= 0:
-            raise ValueError(f"{prefix}.huber_c must be > 0 or null, got {self.huber_c}")
+            raise ConfigError(f"{prefix}.huber_c must be > 0 or null, got {self.huber_c}")
         if not 0 < self.teacher_mu0 < 1:
-            raise ValueError(f"{prefix}.teacher_mu0 must be in (0, 1), got {self.teacher_mu0}")
+            raise ConfigError(f"{prefix}.teacher_mu0 must be in (0, 1), got {self.teacher_mu0}")
 
 
 CT = ConsistencyConfig()
@@ -69,4 +71,4 @@ PRESETS = {"ct": CT, "ict": ICT}
 
 def _choice(prefix: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{prefix}.{key} must be one of {', '.join(allowed)}; got {value!r}")
+        raise ConfigError(f"{prefix}.{key} must be one of {', '.join(allowed)}; got {value!r}")

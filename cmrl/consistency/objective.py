@@ -29,7 +29,7 @@ class NoisePairs(NamedTuple):
     z: Tensor  # (B, D) standard normal
     sigma: Tensor  # (B, 1) sigma_n, the teacher's level
     sigma_next: Tensor  # (B, 1) sigma_{n+1}, the student's level
-    index: Tensor  # (B,) n, 0-based on the current grid
+    index: Tensor  # type: ignore[assignment]  # (B,) n, 0-based on the current grid (shadows tuple.index)
 
     def student_input(self, x0: Tensor) -> Tensor:
         """x + sigma_{n+1} z."""

@@ -1,7 +1,8 @@
 """One-step and multistep consistency sampling (Song et al. 2023, Algorithm 1)."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor

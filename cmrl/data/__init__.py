@@ -1,11 +1,12 @@
 """Offline datasets: loaders (embedded, Minari, D4RL), transforms, and the on-device transition store."""
+from cmrl.errors import DatasetError
+
 from .config import DatasetConfig
 from .d4rl import load_d4rl
 from .dataset import DatasetInfo, TransitionData
 from .embedded import EMBEDDED_DATASET_ID, ensure_embedded_dataset, scripted_pendulum_action
-from .errors import DatasetError
 from .minari import load_minari
-from .returns import NStepTransitions, episode_ends, n_step_transitions, returns_to_go
+from .returns import episode_ends, returns_to_go
 from .store import Batch, TransitionStore
 from .transforms import DataTransforms
 
@@ -22,7 +23,7 @@ def load_dataset(cfg: DatasetConfig) -> TransitionData:
 
 __all__ = [
     "Batch", "DataTransforms", "DatasetConfig", "DatasetError", "DatasetInfo", "EMBEDDED_DATASET_ID",
-    "NStepTransitions", "TransitionData", "TransitionStore", "ensure_embedded_dataset", "episode_ends",
-    "load_d4rl", "load_dataset", "load_minari", "n_step_transitions", "returns_to_go",
+    "TransitionData", "TransitionStore", "ensure_embedded_dataset", "episode_ends",
+    "load_d4rl", "load_dataset", "load_minari", "returns_to_go",
     "scripted_pendulum_action",
 ]

@@ -21,8 +21,9 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from cmrl.errors import DatasetError
+
 from .dataset import DatasetInfo, TransitionData
-from .errors import DatasetError
 
 D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"
 D4RL_LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")

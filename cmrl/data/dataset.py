@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import DatasetError
+from cmrl.errors import DatasetError
 
 
 @dataclass

@@ -14,9 +14,10 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import gymnasium as gym
 import minari
@@ -26,7 +27,7 @@ from minari.dataset.minari_storage import MinariStorage
 from minari.namespace import NAMESPACE_METADATA_FILENAME
 from minari.storage import get_dataset_path
 
-from .errors import DatasetError
+from cmrl.errors import DatasetError
 
 EMBEDDED_DATASET_ID = "cmrl/pendulum-mixed-v0"  # bump the version whenever the recipe below changes
 ENV_ID = "Pendulum-v1"
@@ -101,7 +102,11 @@ def behaviour_policy(random_prob: float, rng: np.random.Generator) -> Policy:
 def rollout_episode(env: gym.Env, policy: Policy, seed: int) -> EpisodeBuffer:
     """One episode of `policy` in `env` reset with `seed`, as a Minari EpisodeBuffer."""
     obs, _ = env.reset(seed=seed)
-    observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
+    observations: list[Any] = [obs]
+    actions: list[Any] = []
+    rewards: list[Any] = []
+    terminations: list[Any] = []
+    truncations: list[Any] = []
     while True:
         action = policy(obs)
         obs, reward, terminated, truncated, _ = env.step(action)

@@ -15,8 +15,9 @@ import minari
 import numpy as np
 from minari.storage import get_dataset_path
 
+from cmrl.errors import DatasetError
+
 from .dataset import DatasetInfo, TransitionData
-from .errors import DatasetError
 
 
 def open_minari_dataset(name: str, path: Optional[str] = None) -> minari.MinariDataset:

@@ -1,7 +1,5 @@
-"""Discounted sums of the data's rewards, episode by episode: returns-to-go and n-step returns."""
+"""Discounted sums of the data's rewards, episode by episode: the returns-to-go."""
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 
@@ -42,40 +40,3 @@ def returns_to_go(data: TransitionData, discount: float) -> np.ndarray:
         running = rewards[t] + (0.0 if ends[t] else discount * running)
         out[t] = running
     return np.asarray(out, dtype=np.float32)
-
-
-class NStepTransitions(NamedTuple):
-    """Row t of the data as an n-step transition (float32, (N,) or (N, obs_dim))."""
-
-    rewards: np.ndarray  # R_t^(n) = sum_{k < m_t} gamma^k r_{t+k}
-    next_observations: np.ndarray  # s_{t+m_t}: the next observation of row t + m_t - 1
-    terminals: np.ndarray  # 1.0 where row t + m_t - 1 is a true terminal (no bootstrap)
-    discounts: np.ndarray  # gamma^{m_t}: the discount of the bootstrap from s_{t+m_t}
-
-
-def n_step_transitions(data: TransitionData, discount: float, n: int) -> NStepTransitions:
-    """The n-step targets' ingredients: y_t = R_t^(n) + gamma^{m_t} (1 - d_{t+m_t-1}) V(s_{t+m_t}).
-
-    m_t = min(n, rows left in t's episode) (see `episode_ends`): the sum never crosses an episode's
-    end, a terminal inside the window stops it without bootstrap, and a time-limit cut stops it with
-    one. n = 1 gives the data's own one-step rows and gamma everywhere.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _check_discount(discount)
-    ends = episode_ends(data)
-    rewards = data.rewards.astype(np.float64)
-    last = np.arange(len(rewards))  # the window's last row, per t
-    total = rewards.copy()
-    extends = ~ends  # the episode goes on after row last[t]; ends[-1] keeps last[t] + 1 in range
-    for k in range(1, n):
-        last = np.where(extends, last + 1, last)
-        total += np.where(extends, discount ** k * rewards[last], 0.0)
-        extends = extends & ~ends[last]
-    steps = last - np.arange(len(rewards)) + 1
-    return NStepTransitions(
-        rewards=total.astype(np.float32),
-        next_observations=data.next_observations[last],
-        terminals=data.terminals[last],
-        discounts=(discount ** steps.astype(np.float64)).astype(np.float32),
-    )

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple, Optional, Union
 import torch
 
 from .dataset import TransitionData
-from .returns import n_step_transitions, returns_to_go
+from .returns import returns_to_go
 
 
 class Batch(NamedTuple):
@@ -18,7 +18,6 @@ class Batch(NamedTuple):
     next_observations: torch.Tensor  # (B, obs_dim)
     terminals: torch.Tensor  # (B,) 1.0 = true terminal: no bootstrap
     returns: Optional[torch.Tensor] = None  # (B,) discounted return-to-go G_t of the data from this transition
-    discounts: Optional[torch.Tensor] = None  # (B,) gamma^m, the bootstrap's discount (m = the rows summed in rewards)
 
 
 class TransitionStore:
@@ -26,18 +25,13 @@ class TransitionStore:
 
     Sampling draws indices with the store's own generator (on the same device), so runs are
     reproducible from `seed()` and resumable exactly from `state_dict()`. Each row also carries the
-    data's discounted return-to-go G_t (`returns_to_go` with `discount`: pass the agent's gamma). With
-    `n_step` > 1 a row is the n-step transition from its state (`n_step_transitions`): rewards,
-    next_observations and terminals look n rows ahead within the episode, and `discounts` holds
-    gamma^m for the m rows summed (gamma everywhere for n_step = 1).
+    data's discounted return-to-go G_t (`returns_to_go` with `discount`: pass the agent's gamma).
     """
 
-    def __init__(self, data: TransitionData, device: Union[torch.device, str], discount: float,
-                 n_step: int = 1) -> None:
+    def __init__(self, data: TransitionData, device: Union[torch.device, str], discount: float) -> None:
         data.check()
         self.device = torch.device(device)
-        arrays = {**data.arrays(), **n_step_transitions(data, discount, n_step)._asdict(),
-                  "returns": returns_to_go(data, discount)}
+        arrays = {**data.arrays(), "returns": returns_to_go(data, discount)}
         self._tensors = [torch.as_tensor(arrays[name]).to(self.device) for name in Batch._fields]
         self._size = len(data)
         self.generator = torch.Generator(device=self.device)

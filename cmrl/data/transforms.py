@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from cmrl.errors import DatasetError
+
 from .config import DatasetConfig
 from .dataset import TransitionData
-from .errors import DatasetError
 
 OBS_STD_MIN = 1e-3  # floor of the observation std, so constant features do not blow up
 RETURN_RANGE_SCALE = 1000.0  # IQL: rewards * 1000 / (max episode return - min episode return)
@@ -143,4 +144,6 @@ class DataTransforms:
 
 
 def _clip(x: Array, low: Array | float, high: Array | float) -> Array:
-    return torch.clamp(x, low, high) if isinstance(x, torch.Tensor) else np.clip(x, low, high)
+    if isinstance(x, torch.Tensor):
+        return torch.clamp(x, low, high)  # type: ignore[arg-type]  # the stub lacks float bounds
+    return np.clip(x, low, high)

@@ -1,8 +1,13 @@
 """Environment construction, reference scores and vectorised evaluation."""
 from cmrl.envs.evaluation import EvalResult, evaluate_policy
 from cmrl.envs.make import make_env, make_vector_env
-from cmrl.envs.scores import (REFERENCE_SCORES, ReferenceScores, check_reference_scores, normalized_score,
-                              reference_scores)
+from cmrl.envs.scores import (
+                              REFERENCE_SCORES,
+                              ReferenceScores,
+                              check_reference_scores,
+                              normalized_score,
+                              reference_scores,
+)
 
 __all__ = [
     "REFERENCE_SCORES",

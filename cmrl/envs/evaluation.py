@@ -8,8 +8,8 @@ transition. An episode ends on termination or truncation (the task's time limit)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -119,12 +119,12 @@ def _run_episodes(env: gym.vector.VectorEnv, act: Callable[[np.ndarray], np.ndar
     lengths = np.zeros(episodes, dtype=np.int64)
     episode_of = np.arange(n)  # which episode each sub-environment runs, or _IDLE
     next_episode = n
-    obs, _ = env.reset(seed=[seed + i for i in range(n)])
+    obs, _ = env.reset(seed=[seed + i for i in range(n)])  # type: ignore[arg-type]  # vector envs take a list
     if not isinstance(obs, np.ndarray):
         raise ValueError(f"evaluate_policy needs array observations, got {env.single_observation_space}")
     # Every sub-environment starts with an episode, so each row is filled before any goes idle; an idle
     # one keeps repeating its last (valid) action until the remaining episodes end.
-    actions = np.zeros((n, *action_space.shape), dtype=action_space.dtype)
+    actions = np.zeros((n, *(action_space.shape or ())), dtype=action_space.dtype)
     while (episode_of != _IDLE).any():
         running = episode_of != _IDLE
         actions[running] = _checked_actions(act(obs[running].astype(np.float32)), running.sum(), action_space)
@@ -142,14 +142,14 @@ def _run_episodes(env: gym.vector.VectorEnv, act: Callable[[np.ndarray], np.ndar
                     next_episode += 1
                 else:
                     episode_of[i] = _IDLE
-            obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": done})
+            obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": done})  # type: ignore[arg-type]
     return returns, lengths
 
 
 def _checked_actions(actions: np.ndarray, batch: int, action_space: gym.Space) -> np.ndarray:
     """``actions`` as an array of the action space's shape, or a ValueError that says what is wrong."""
     actions = np.asarray(actions)
-    expected = (int(batch), *action_space.shape)
+    expected = (int(batch), *(action_space.shape or ()))
     if actions.shape != expected:
         raise ValueError(f"act returned actions of shape {actions.shape}, expected {expected} "
                          "(one env-scale action per observation row)")

@@ -7,7 +7,7 @@ Use the environment id recorded with a dataset, and record it next to every scor
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, SyncVectorEnv

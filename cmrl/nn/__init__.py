@@ -2,4 +2,5 @@
 from .ema import ema_update
 from .layers import EnsembleLayerNorm, EnsembleLinear, Mish, SinusoidalEmbedding, ensemble_mlp, mish, mlp
 
-__all__ = ["ema_update", "EnsembleLayerNorm", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish", "mlp"]
+__all__ = ["EnsembleLayerNorm", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ema_update", "ensemble_mlp", "mish",
+           "mlp"]

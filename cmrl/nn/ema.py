@@ -14,7 +14,7 @@ def ema_update(target: nn.Module, source: nn.Module, decay: float | Tensor) -> N
     to step in a CUDA-graph-captured update; then the same average is formed with foreach mul/add
     (a lerp with a tensor weight would launch one kernel per parameter), equal up to rounding.
     """
-    t = list(target.parameters())
+    t: list[Tensor] = list(target.parameters())
     s = [p.detach() for p in source.parameters()]
     if isinstance(decay, Tensor):
         torch._foreach_mul_(t, decay)

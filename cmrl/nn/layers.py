@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +58,8 @@ class SinusoidalEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         """t: (B, 1) -> (B, dim)."""
-        arg = t * self.freqs
+        freqs = cast(Tensor, self.freqs)
+        arg = t * freqs
         return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 

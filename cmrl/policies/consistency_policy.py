@@ -1,7 +1,8 @@
 """A state-conditioned consistency policy pi(a | s) over normalised actions in [-1, 1]."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn

@@ -2,11 +2,25 @@
 
 Used by scripts/report.py; the maths lives in :mod:`cmrl.results.stats` as pure functions.
 """
-from cmrl.results.report import (GroupRow, ReportSettings, markdown_report, plot_learning_curves, runs_csv,
-                                 summarize_group, text_report)
+from cmrl.results.report import (
+                                 GroupRow,
+                                 ReportSettings,
+                                 markdown_report,
+                                 plot_learning_curves,
+                                 runs_csv,
+                                 summarize_group,
+                                 text_report,
+)
 from cmrl.results.runs import RunGroup, RunResult, find_run_dirs, group_runs, load_run
-from cmrl.results.stats import (ScoreStats, aggregate_curves, bootstrap_ci, interquartile_mean, iqm_weights,
-                                stratified_bootstrap_ci, summarize)
+from cmrl.results.stats import (
+                                 ScoreStats,
+                                 aggregate_curves,
+                                 bootstrap_ci,
+                                 interquartile_mean,
+                                 iqm_weights,
+                                 stratified_bootstrap_ci,
+                                 summarize,
+)
 
 __all__ = [
     "GroupRow", "ReportSettings", "RunGroup", "RunResult", "ScoreStats", "aggregate_curves", "bootstrap_ci",

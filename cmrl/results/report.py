@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -54,7 +55,8 @@ def summarize_group(group: RunGroup, settings: ReportSettings = ReportSettings()
     metric, scores = final_scores(group)
     best = None
     if group.has_normalized and all(r.best_normalized is not None for r in group.runs):
-        best = summarize([r.best_normalized for r in group.runs], settings.n_resamples, settings.confidence,
+        best = summarize([float(r.best_normalized) for r in group.runs if r.best_normalized is not None],
+                         settings.n_resamples, settings.confidence,
                          settings.seed)
     return GroupRow(group, metric, summarize(scores, settings.n_resamples, settings.confidence, settings.seed), best)
 

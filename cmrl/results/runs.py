@@ -10,9 +10,10 @@ import functools
 import json
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import yaml
@@ -160,7 +161,7 @@ def is_variant_key(key: str) -> bool:
     return key not in NON_VARIANT_KEYS and not key.startswith(NON_VARIANT_PREFIXES)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema_defaults() -> dict[str, Any]:
     """The flattened defaults of cmrl's configuration schema (TrainConfig). A run whose config.yaml
     lacks a key was written by a cmrl without that option, and it ran as the option's default does.
@@ -172,9 +173,20 @@ def schema_defaults() -> dict[str, Any]:
     return flatten(asdict(TrainConfig()))
 
 
+RETIRED_OPTION_DEFAULTS: dict[str, Any] = {
+    "agent.lr_schedule": "cosine", "agent.n_step": 1, "agent.actor_q": "mean", "agent.q_normalizer": "value",
+    "agent.advantage_beta": 0.0, "agent.critic_return_scaling": False,
+}
+"""Options that earlier releases had and that were retired (docs/experiments.md), with the value
+every run that lacks them ran with: runs before and after the retirement group together."""
+
+
 def config_value(run: RunResult, key: str) -> Any:
-    """The run's value of a config key; the schema default where its config predates the key."""
-    return run.config[key] if key in run.config else schema_defaults().get(key)
+    """The run's value of a config key; the schema default where its config predates the key, or the
+    retired option's only remaining value where it postdates it."""
+    if key in run.config:
+        return run.config[key]
+    return RETIRED_OPTION_DEFAULTS[key] if key in RETIRED_OPTION_DEFAULTS else schema_defaults().get(key)
 
 
 def varying_keys(runs: list[RunResult]) -> list[str]:

@@ -15,8 +15,8 @@ each resample, and take the (1 - c)/2 and (1 + c)/2 quantiles (percentile method
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 

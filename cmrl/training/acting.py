@@ -1,17 +1,20 @@
 """From raw environment observations to environment actions: transforms around an agent."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from cmrl.agents import Agent, make_agent
 from cmrl.data.transforms import DataTransforms
-from cmrl.training.checkpoint import load_checkpoint
-from cmrl.training.config import TrainConfig
+from cmrl.envs.collection import Behaviour
+from cmrl.training.checkpoint import load_checkpoint, resolve_checkpoint
+from cmrl.training.config import TrainConfig, to_train_config
+from cmrl.training.runtime import resolve_device
 
 ActFn = Callable[[np.ndarray], np.ndarray]
 
@@ -53,9 +56,6 @@ def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Op
     was trained with (None keeps them); they change how it acts, not what it learned. A new number of
     sampling steps acts on the Karras sigmas for that number (explicit `act_sampling_sigmas` are dropped).
     """
-    from cmrl.training.cli import to_train_config
-    from cmrl.training.loop import resolve_checkpoint, resolve_device
-
     payload = load_checkpoint(resolve_checkpoint(checkpoint))
     cfg = to_train_config(payload["config"])
     if act_candidates is not None:
@@ -65,10 +65,21 @@ def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Op
     if act_sampling_steps is not None and act_sampling_steps != cfg.agent.act_sampling_steps:
         cfg.agent.act_sampling_steps = act_sampling_steps
         cfg.agent.act_sampling_sigmas = None
-    cfg.agent.validate()
     agent = make_agent(cfg.agent, payload["obs_dim"], payload["action_dim"], cfg.steps, resolve_device(device))
     agent.load_state_dict(payload["agent"])
     info = payload["dataset_info"]
     return LoadedPolicy(agent=agent, transforms=DataTransforms.from_state_dict(payload["transforms"]),
                         env_id=payload["env_id"], ref_min=info.get("ref_min_score"),
                         ref_max=info.get("ref_max_score"), config=cfg, step=payload["step"])
+
+
+def checkpoint_behaviour(path: str, device: str, seed: int) -> Behaviour:
+    """A checkpoint's policy as the behaviour that collects a dataset (scripts/collect.py); its acting
+    noise comes from a generator seeded with `seed`."""
+    loaded = load_policy(path, device)
+    refs = None
+    if loaded.ref_min is not None and loaded.ref_max is not None:
+        refs = (float(loaded.ref_min), float(loaded.ref_max))
+    name = f"{loaded.config.agent.algo} checkpoint {path} (step {loaded.step})"
+    return Behaviour(make_act_fn(loaded.agent, loaded.transforms, seed), name, loaded.env_id, refs, str(path),
+                     int(loaded.step))

@@ -18,15 +18,17 @@ import os
 import random
 import uuid
 from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 import cmrl
-from cmrl.errors import UserError
+from cmrl.errors import CheckpointError
 
+CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT_VERSION = 1
 _META_KEYS = ("format_version", "cmrl_version")
 # Exact types: subclasses (np.float64 is a float, an IntEnum an int) pickle as their own class.
@@ -34,9 +36,6 @@ _PLAIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, type(None), to
                 torch.Tensor, torch.nn.Parameter)
 _CONTAINERS = (dict, OrderedDict, Counter, list, tuple, set)
 _HOW_TO_POINT = "`resume=` / `checkpoint=` must point at a checkpoint.pt written by scripts/train.py"
-
-class CheckpointError(UserError):
-    """A checkpoint cannot be written or read; the message says which file and what to do."""
 
 def cmrl_version() -> str:
     """The version of the cmrl code that wrote a checkpoint."""
@@ -78,7 +77,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint path {path} is a directory: pass the checkpoint.pt inside it; {_HOW_TO_POINT}")
+        raise CheckpointError(f"checkpoint path {path} is a directory: pass the checkpoint.pt inside it; "
+                              f"{_HOW_TO_POINT}")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: {_HOW_TO_POINT}")
     try:
@@ -109,6 +109,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{sorted(k for k in payload if k not in _META_KEYS)}. {_HOW_TO_POINT}"
         )
     return payload
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory holding checkpoint.pt."""
+    p = Path(path)
+    return p / CHECKPOINT_NAME if p.is_dir() else p
 
 def rng_state() -> dict[str, Any]:
     """The global generator states of python ``random``, NumPy, torch CPU and (when available) CUDA,

@@ -8,23 +8,10 @@ from typing import Any
 
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from cmrl.errors import ConfigError
-from cmrl.training.checkpoint import load_checkpoint
-from cmrl.training.config import TrainConfig
-from cmrl.training.loop import resolve_checkpoint
-
-
-def to_train_config(container: Any) -> TrainConfig:
-    """A composed config (DictConfig or dict) -> a validated TrainConfig; ConfigError on any problem."""
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), container))
-        assert isinstance(cfg, TrainConfig)
-        cfg.validate()
-    except (ValueError, OmegaConfBaseException) as err:
-        raise ConfigError(f"invalid configuration: {err}") from err
-    return cfg
+from cmrl.training.checkpoint import load_checkpoint, resolve_checkpoint
+from cmrl.training.config import TrainConfig, to_train_config
 
 
 def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:

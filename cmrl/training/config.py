@@ -3,10 +3,14 @@ and range-checked by `validate()`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from cmrl.agents import AgentConfig
 from cmrl.data.config import DatasetConfig
+from cmrl.errors import ConfigError
 from cmrl.training.loggers import LoggerConfig
 
 
@@ -28,18 +32,29 @@ class TrainConfig:
     resume: Optional[str] = None  # checkpoint.pt (or its run directory) to continue; its config is the base
 
     def validate(self) -> None:
-        """Range checks of every group; ValueError names the offending key."""
+        """Range checks of every group; ConfigError names the offending key."""
         self.agent.validate("agent")
         self.dataset.validate()
         self.logger.validate()
         for key in ("steps", "batch_size", "eval_episodes", "eval_envs"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("eval_every", "checkpoint_every", "threads", "seed", "eval_seed"):
             if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+
+def to_train_config(container: Any) -> TrainConfig:
+    """A composed config (DictConfig or dict) -> a validated TrainConfig; ConfigError on any problem."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), container))
+        assert isinstance(cfg, TrainConfig)
+        cfg.validate()
+    except (ValueError, OmegaConfBaseException) as err:
+        raise ConfigError(f"invalid configuration: {err}") from err
+    return cfg
 
 
 def register_schema() -> None:

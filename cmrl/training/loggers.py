@@ -21,9 +21,10 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -101,8 +102,9 @@ class Logger:
         self._csv_columns = _columns(records)
         _write_jsonl(self._jsonl_path, records)
         _write_csv(self._csv_path, self._csv_columns, records)
-        self._jsonl = open(self._jsonl_path, "a", encoding="utf-8")
-        self._csv = open(self._csv_path, "a", encoding="utf-8", newline="")
+        # kept open for the run's appends; close() closes them
+        self._jsonl = open(self._jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._csv = open(self._csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
 
         start = resume_step or 0
         self._last_console_step = start
@@ -188,7 +190,7 @@ class Logger:
             self._csv.close()
             self._csv_columns = self._csv_columns + new_keys
             _write_csv(self._csv_path, self._csv_columns, _read_csv(self._csv_path))
-            self._csv = open(self._csv_path, "a", encoding="utf-8", newline="")
+            self._csv = open(self._csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (closed by close())
         csv.DictWriter(self._csv, fieldnames=self._csv_columns, restval="").writerow(record)
         self._csv.flush()
 
@@ -269,7 +271,7 @@ def _init_wandb(config: LoggerConfig, run_dir: Path, run_config: dict[str, Any])
     import wandb  # imported only when used: it takes about a second
 
     try:
-        return wandb.init(mode=config.mode, project=config.project, group=config.group, name=config.name,
+        return wandb.init(mode=config.mode,  # type: ignore[arg-type]  # validated against WANDB_MODES project=config.project, group=config.group, name=config.name,
                           tags=list(config.tags), dir=str(run_dir), config=run_config)
     except Exception as err:  # wandb raises many types (CommError, UsageError, timeouts)
         hint = (" With no network, use logger.mode=offline and upload later with `wandb sync "

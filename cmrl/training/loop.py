@@ -3,11 +3,10 @@ evaluation in the environment and atomic checkpoints that resume exactly."""
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 import torch
@@ -20,29 +19,19 @@ from cmrl.data.transforms import DataTransforms
 from cmrl.envs import EvalResult, evaluate_policy, normalized_score
 from cmrl.errors import ConfigError
 from cmrl.training.acting import make_act_fn
-from cmrl.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cmrl.training.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    resolve_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from cmrl.training.config import TrainConfig
 from cmrl.training.loggers import Logger
+from cmrl.training.runtime import resolve_device, seed_everything
 
-CHECKPOINT_NAME = "checkpoint.pt"
 SUMMARY_NAME = "summary.json"
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; a CUDA device on a machine without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but this machine has no CUDA device; use device=cpu or device=auto")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) global generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def behaviour_score(data: TransitionData) -> dict[str, float]:
@@ -51,7 +40,8 @@ def behaviour_score(data: TransitionData) -> dict[str, float]:
     returns = np.asarray(info.behaviour_returns, dtype=np.float64)
     out = {"dataset/mean_return": float(returns.mean()) if returns.size else float("nan")}
     if info.ref_min_score is not None and info.ref_max_score is not None and returns.size:
-        out["dataset/normalized_score"] = float(normalized_score(returns.mean(), info.ref_min_score, info.ref_max_score))
+        score = normalized_score(returns.mean(), info.ref_min_score, info.ref_max_score)
+        out["dataset/normalized_score"] = float(score)
     return out
 
 
@@ -93,11 +83,9 @@ class Trainer:
         self.data.check()
         self.env_id = cfg.dataset.env_id or self.data.info.env_id
         self.transforms = DataTransforms.fit(self.data, cfg.dataset)
-        self.store = TransitionStore(self.transforms.apply(self.data), self.device, cfg.agent.discount,
-                                     cfg.agent.n_step)
+        self.store = TransitionStore(self.transforms.apply(self.data), self.device, cfg.agent.discount)
         self.store.seed(cfg.seed)
         self.agent: Agent = make_agent(cfg.agent, self.data.obs_dim, self.data.action_dim, cfg.steps, self.device)
-        self.agent.fit_data_statistics(self.store.returns)
         self.best_normalized: Optional[float] = None
         self.last_eval: Optional[EvalResult] = None
         OmegaConf.save(OmegaConf.structured(cfg), self.run_dir / "config.yaml")
@@ -153,7 +141,8 @@ class Trainer:
         cfg = self.cfg
         start = time.time()
         dataset_metrics = behaviour_score(self.data)
-        with Logger(cfg.logger, self.run_dir, OmegaConf.to_container(OmegaConf.structured(cfg)), cfg.steps,
+        run_config = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.structured(cfg)))
+        with Logger(cfg.logger, self.run_dir, run_config, cfg.steps,
                     resume_step=self.agent.step if cfg.resume else None) as log:
             log.log(dataset_metrics, self.agent.step)
             log.advance(self.agent.step)
@@ -194,12 +183,6 @@ def train(cfg: TrainConfig, run_dir: str | Path) -> RunSummary:
     if cfg.resume:
         trainer.restore(resolve_checkpoint(cfg.resume))
     return trainer.run()
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory holding checkpoint.pt."""
-    p = Path(path)
-    return p / CHECKPOINT_NAME if p.is_dir() else p
 
 
 def format_summary(summary: RunSummary) -> str:
