@@ -415,42 +415,41 @@ def _train(agent, obs, act, steps: int, batch_size: int = 128, rewards=None, see
     return losses
 
 
-def test_consistency_bc_decreases_its_loss_and_imitates():
-    torch.manual_seed(0)
-    obs, act, w = _imitation_data()
-    cfg = small_cfg(algo="consistency_bc", consistency=FAST, hidden_dims=[64, 64], actor_lr=3e-3, ema_decay=0.0,
-                    act_sampling_steps=1)
-    agent = make_agent(cfg, 3, 2, 300)
-    losses = _train(agent, obs, act, 300)
-    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
-    assert last < 0.2 * first
+def _imitation_error(agent, w: Tensor) -> float:
+    """Mean |pi(s) - tanh(s w)| on 256 fresh states; predicting 0 gives ~0.6."""
     test_obs = torch.randn(256, 3, generator=torch.Generator().manual_seed(1))
     target = torch.tanh(test_obs @ w)
+    assert target.abs().mean().item() > 0.5
     actions = agent.act(test_obs)
     assert actions.shape == (256, 2)
-    err = (actions - target).abs().mean().item()
-    # predicting 0 would give mean |a| ~ 0.6; the policy must do far better
-    assert target.abs().mean().item() > 0.5
-    assert err < 0.08
+    return (actions - target).abs().mean().item()
+
+
+def _imitation_run(**overrides):
+    """A 64x64 agent (lr 3e-3, no acting EMA) after 300 updates on `_imitation_data`."""
+    torch.manual_seed(0)
+    obs, act, w = _imitation_data()
+    agent = make_agent(small_cfg(hidden_dims=[64, 64], actor_lr=3e-3, ema_decay=0.0, **overrides), 3, 2, 300)
+    return agent, _train(agent, obs, act, 300), (obs, act, w)
+
+
+def test_consistency_bc_decreases_its_loss_and_imitates():
+    agent, losses, (_, _, w) = _imitation_run(algo="consistency_bc", consistency=FAST, act_sampling_steps=1)
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    assert last < 0.2 * first
+    assert _imitation_error(agent, w) < 0.08
 
 
 def test_ict_preset_end_to_end():
-    torch.manual_seed(0)
-    obs, act, w = _imitation_data()
-    cfg = small_cfg(algo="consistency_ac", consistency=ICT, hidden_dims=[64, 64], actor_lr=3e-3, eta=0.0,
-                    ema_decay=0.0)
-    agent = make_agent(cfg, 3, 2, 300)
+    agent, losses, (obs, act, w) = _imitation_run(algo="consistency_ac", consistency=ICT, eta=0.0)
     assert agent.teacher is None  # stop-gradient teacher
     assert agent.objective.num_scales(0) == 11  # min(10, 1280) + 1
-    losses = _train(agent, obs, act, 300)
     assert all(math.isfinite(x) for x in losses)
     metrics = agent.update(Batch(obs[:8], act[:8], torch.zeros(8), obs[:8], torch.zeros(8)))
     assert all(torch.isfinite(v).all() for v in metrics.values())
     state = agent.state_dict()
     assert "teacher" not in state and state["step"] == 301
-    test_obs = torch.randn(256, 3, generator=torch.Generator().manual_seed(1))
-    err = (agent.act(test_obs) - torch.tanh(test_obs @ w)).abs().mean().item()
-    assert err < 0.25  # iCT over 300 steps: ~0.1 measured; predicting 0 gives ~0.6
+    assert _imitation_error(agent, w) < 0.25  # iCT over 300 steps: ~0.1 measured
 
 
 def test_eta_moves_the_policy_towards_higher_q():
