@@ -271,8 +271,9 @@ def _init_wandb(config: LoggerConfig, run_dir: Path, run_config: dict[str, Any])
     import wandb  # imported only when used: it takes about a second
 
     try:
-        return wandb.init(mode=config.mode,  # type: ignore[arg-type]  # validated against WANDB_MODES project=config.project, group=config.group, name=config.name,
-                          tags=list(config.tags), dir=str(run_dir), config=run_config)
+        return wandb.init(mode=config.mode, project=config.project,  # type: ignore[arg-type]  # mode: one of WANDB_MODES
+                          group=config.group, name=config.name, tags=list(config.tags), dir=str(run_dir),
+                          config=run_config)
     except Exception as err:  # wandb raises many types (CommError, UsageError, timeouts)
         hint = (" With no network, use logger.mode=offline and upload later with `wandb sync "
                 f"{run_dir}/wandb/offline-run-*`." if config.mode == "online" else "")
