@@ -18,10 +18,13 @@ from cmrl.results import (
     bootstrap_ci,
     find_run_dirs,
     group_runs,
+    improvement_rows,
     interquartile_mean,
     iqm_weights,
     load_run,
     markdown_report,
+    probability_of_improvement,
+    probability_of_improvement_ci,
     stratified_bootstrap_ci,
     summarize,
     summarize_group,
@@ -99,6 +102,39 @@ def test_stratified_bootstrap_keeps_group_sizes():
     assert stratified_bootstrap_ci([a, b], "mean", 500) == (50.0, 50.0)
     lo, hi = bootstrap_ci(np.concatenate([a, b]), "mean", 500)
     assert lo < 50 < hi  # an unstratified bootstrap mixes the groups
+
+
+def test_probability_of_improvement_by_hand():
+    # task 1: x = [1, 3], y = [2, 3]: pairs (1,2) 0, (1,3) 0, (3,2) 1, (3,3) 1/2 -> 1.5 / 4 = 0.375
+    # task 2: x = [5], y = [4, 6, 7]: 1, 0, 0 -> 1/3; the mean over tasks: (0.375 + 1/3) / 2
+    x, y = [[1.0, 3.0], [5.0]], [[2.0, 3.0], [4.0, 6.0, 7.0]]
+    assert probability_of_improvement(x, y) == pytest.approx((0.375 + 1.0 / 3.0) / 2)
+    assert probability_of_improvement(y, x) == pytest.approx(1.0 - (0.375 + 1.0 / 3.0) / 2)  # P(X>Y) + P(Y>X) = 1
+    assert probability_of_improvement([[9.0, 8.0]], [[1.0, 2.0]]) == 1.0
+    # X always better: a degenerate interval at 1; resampling within tasks keeps it there
+    assert probability_of_improvement_ci([[9.0, 8.0], [7.0]], [[1.0, 2.0], [3.0]], 200) == (1.0, 1.0)
+    lo, hi = probability_of_improvement_ci(x, y, 2000)
+    assert 0.0 <= lo < probability_of_improvement(x, y) < hi <= 1.0
+    with pytest.raises(ValueError, match="same number"):
+        probability_of_improvement([[1.0]], [[1.0], [2.0]])
+
+
+def test_report_gives_the_best_consistency_agent_s_probability_of_improvement(tmp_path: Path):
+    """The consistency agent with the higher IQM over its datasets (AC) is compared with each baseline
+    on the datasets both ran on; the text and Markdown reports print the table."""
+    runs = []
+    for d, dataset in enumerate(("a.hdf5", "b.hdf5")):
+        for seed in range(3):
+            for algo, final in (("consistency_ac", 60.0 + seed), ("consistency_bc", 30.0), ("td3_bc", 50.0 + 20 * d)):
+                runs.append(load_run(make_run(tmp_path / dataset / algo, f"s{seed}", dataset=dataset, algo=algo,
+                                              seed=seed, final=final)))
+    rows = [summarize_group(g, ReportSettings(n_resamples=200)) for g in group_runs(runs)]
+    [row] = improvement_rows(rows, ReportSettings(n_resamples=200))
+    assert (row.best, row.baseline, row.datasets) == ("consistency_ac", "td3_bc", 2)
+    assert row.probability == pytest.approx(0.5)  # AC 60-62 beats TD3+BC's 50 on a, loses to its 70 on b
+    assert "P(consistency agent > baseline)" in text_report(rows, ReportSettings(n_resamples=200))
+    assert "Probability of improvement" in markdown_report(rows, ReportSettings(n_resamples=200))
+    assert improvement_rows([r for r in rows if r.group.algo != "td3_bc"]) == []
 
 
 def test_summarize_uses_the_sample_std():

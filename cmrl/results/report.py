@@ -19,7 +19,18 @@ from typing import Optional
 import numpy as np
 
 from cmrl.results.runs import RunGroup, RunResult
-from cmrl.results.stats import ScoreStats, aggregate_curves, interquartile_mean, stratified_bootstrap_ci, summarize
+from cmrl.results.stats import (
+    ScoreStats,
+    aggregate_curves,
+    interquartile_mean,
+    probability_of_improvement,
+    probability_of_improvement_ci,
+    stratified_bootstrap_ci,
+    summarize,
+)
+
+CONSISTENCY_PREFIX = "consistency"
+"""Algorithms whose name starts with this are cmrl's consistency agents; the rest are baselines."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,9 @@ def protocol_lines(settings: ReportSettings) -> list[str]:
         f"{settings.n_resamples} resamples, bootstrap seed {settings.seed}. With 3-5 seeds the interval is crude.",
         "best during training: the best periodic evaluation of each run, averaged over seeds. It selects the "
         "model on the test environment and overstates performance: never compare it with final scores.",
+        "P(X > Y), the probability of improvement (rliable): the chance that a run of X beats a run of Y on the "
+        "same dataset, averaged over the datasets both ran on (ties count 1/2); X is the consistency agent with "
+        "the highest IQM over all its datasets; CI by a bootstrap of the runs within each dataset.",
     ]
 
 
@@ -194,6 +208,53 @@ def _aggregate_cells(aggregates: list[AggregateRow], confidence: float) -> list[
     return cells
 
 
+@dataclass
+class ImprovementRow:
+    """P(best consistency agent > baseline) over the datasets both were run on (rliable)."""
+
+    best: str  # label of the consistency agent with the highest aggregate IQM
+    baseline: str
+    datasets: int
+    probability: float
+    ci: tuple[float, float]
+
+
+def improvement_rows(rows: list[GroupRow], settings: ReportSettings = ReportSettings()) -> list[ImprovementRow]:
+    """The probability of improvement of the best consistency agent (by aggregate IQM over its
+    datasets) over every baseline, on the datasets both were run on; normalised scores only. Empty
+    when the runs hold no consistency agent or no baseline."""
+    by_label: dict[str, dict[tuple[str, str], np.ndarray]] = {}
+    algo_of: dict[str, str] = {}
+    for row in rows:
+        if row.metric == "normalised score":
+            by_label.setdefault(row.group.label, {})[row.group.dataset, row.group.env_id] = final_scores(row.group)[1]
+            algo_of[row.group.label] = row.group.algo
+    ours = [label for label in by_label if algo_of[label].startswith(CONSISTENCY_PREFIX)]
+    baselines = [label for label in by_label if not algo_of[label].startswith(CONSISTENCY_PREFIX)]
+    if not ours or not baselines:
+        return []
+    best = max(ours, key=lambda label: interquartile_mean(np.concatenate(list(by_label[label].values()))))
+    out = []
+    for baseline in baselines:
+        shared = sorted(set(by_label[best]) & set(by_label[baseline]))
+        if not shared:
+            continue
+        x = [by_label[best][d] for d in shared]
+        y = [by_label[baseline][d] for d in shared]
+        out.append(ImprovementRow(best, baseline, len(shared), probability_of_improvement(x, y),
+                                  probability_of_improvement_ci(x, y, settings.n_resamples, settings.confidence,
+                                                                settings.seed)))
+    return out
+
+
+def _improvement_cells(improvements: list[ImprovementRow], confidence: float) -> list[list[str]]:
+    cells = [["consistency agent", "baseline", "datasets",
+              f"P(consistency agent > baseline) [{confidence:.0%} CI, stratified bootstrap]"]]
+    for r in improvements:
+        cells.append([r.best, r.baseline, str(r.datasets), f"{r.probability:.2f} [{r.ci[0]:.2f}, {r.ci[1]:.2f}]"])
+    return cells
+
+
 def text_report(rows: list[GroupRow], settings: ReportSettings = ReportSettings()) -> str:
     """Tables for the console: one per dataset, rows per algorithm, then the protocol."""
     parts = []
@@ -203,6 +264,10 @@ def text_report(rows: list[GroupRow], settings: ReportSettings = ReportSettings(
     if aggregates and len(_datasets(rows)) > 1:
         table = format_text_table(_aggregate_cells(aggregates, settings.confidence))
         parts += ["== all datasets (final checkpoints)", table, ""]
+    improvements = improvement_rows(rows, settings)
+    if improvements:
+        parts += ["== probability of improvement (final checkpoints)",
+                  format_text_table(_improvement_cells(improvements, settings.confidence)), ""]
     parts += ["Protocol:", *(f"- {line}" for line in protocol_lines(settings))]
     return "\n".join(parts)
 
@@ -219,6 +284,10 @@ def markdown_report(rows: list[GroupRow], settings: ReportSettings = ReportSetti
     if aggregates and len(_datasets(rows)) > 1:
         parts += ["## All datasets (final checkpoints)", "",
                   format_markdown_table(_aggregate_cells(aggregates, settings.confidence)), ""]
+    improvements = improvement_rows(rows, settings)
+    if improvements:
+        parts += ["## Probability of improvement (final checkpoints)", "",
+                  format_markdown_table(_improvement_cells(improvements, settings.confidence)), ""]
     parts += ["## Protocol", "", *(f"- {line}" for line in protocol_lines(settings)), ""]
     runs = [r for row in rows for r in row.group.runs]
     parts += [f"Runs: {len(runs)}; total training wall time {sum(r.wall_time_s for r in runs) / 3600:.2f} h "

@@ -102,6 +102,41 @@ def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, 
     return float(low), float(high)
 
 
+def probability_of_improvement(x_groups: Sequence[Sequence[float] | np.ndarray],
+                               y_groups: Sequence[Sequence[float] | np.ndarray]) -> float:
+    """P(X > Y) of algorithm X over algorithm Y on M tasks (rliable, Agarwal et al. 2021, Eq. in Sec. 4.3):
+
+        P(X > Y) = (1 / M) sum_m P(X_m > Y_m),
+        P(X_m > Y_m) = (1 / (N K)) sum_{i, j} S(x_{m,i}, y_{m,j}),   S(x, y) = 1 if x > y, 1/2 if x = y, else 0
+
+    with N runs of X and K runs of Y on task m (``x_groups[m]``, ``y_groups[m]``): the probability that
+    a run of X on a random task beats a run of Y on the same task.
+    """
+    if len(x_groups) != len(y_groups) or not x_groups:
+        raise ValueError(f"need the same number (>= 1) of tasks for X and Y, got {len(x_groups)} and {len(y_groups)}")
+    per_task = []
+    for xs, ys in zip(x_groups, y_groups):
+        x, y = _as_scores(xs)[:, None], _as_scores(ys)[None, :]
+        per_task.append(float(((x > y) + 0.5 * (x == y)).mean()))
+    return float(np.mean(per_task))
+
+
+def probability_of_improvement_ci(x_groups: Sequence[Sequence[float] | np.ndarray],
+                                  y_groups: Sequence[Sequence[float] | np.ndarray], n_resamples: int = 10_000,
+                                  confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of `probability_of_improvement` by the stratified bootstrap: the runs of X and of Y
+    are resampled with replacement within each task, independently (as rliable does)."""
+    _check_bootstrap_args(n_resamples, confidence)
+    xs = [_as_scores(g) for g in x_groups]
+    ys = [_as_scores(g) for g in y_groups]
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_resamples)
+    for r in range(n_resamples):
+        values[r] = probability_of_improvement([x[rng.integers(0, x.size, x.size)] for x in xs],
+                                               [y[rng.integers(0, y.size, y.size)] for y in ys])
+    return _percentile_interval(values, confidence)
+
+
 @dataclass(frozen=True)
 class ScoreStats:
     """Summary of one score per seed."""
