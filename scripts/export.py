@@ -8,7 +8,6 @@ at batch 1 of the library's acting chain and of the exported file.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 
 from cmrl.errors import UserError
 from cmrl.export import export_checkpoint
-from cmrl.export.latency import export_latency
+from cmrl.export.latency import cpu_model, export_latency
 from cmrl.training.cli import report_error
 
 
@@ -38,9 +37,8 @@ def main(cfg: DictConfig) -> None:
           f"noise shape (T, B*N, A) = {tuple(meta['noise_shape'])}")
     if cfg.latency:
         torch.set_num_threads(cfg.threads)
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                   "unknown CPU") if os.path.exists("/proc/cpuinfo") else "unknown CPU"
-        print(f"latency at batch 1 (raw observation to environment action; {cfg.threads} thread(s), {cpu}):")
+        print(f"latency at batch 1 (raw observation to environment action; {cfg.threads} thread(s), "
+              f"{cpu_model()}):")
         for name, ms in export_latency(result).items():
             print(f"  {name:<24} {ms:.3f} ms/action")
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import cmrl
-from cmrl.errors import ConfigError
+from cmrl.errors import CheckpointError, ConfigError
 from cmrl.training.acting import LoadedPolicy, load_policy
+from cmrl.training.checkpoint import resolve_checkpoint
 
 from .formats import FORMATS, write_policy
 from .policy import ExportedPolicy, exported_policy
@@ -28,13 +29,17 @@ class ExportResult:
 def check_export_target(fmt: str, out: Optional[str | Path], checkpoint: str | Path) -> Path:
     """The file to write: `out`, or policy.pt / policy.onnx beside the checkpoint.
 
-    Raises ConfigError for an unknown format, an existing directory, or a parent directory that is missing.
+    Raises ConfigError for an unknown format, an `out` that is a directory or whose directory is
+    missing, and CheckpointError for a missing checkpoint: before anything is loaded.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    source = resolve_checkpoint(checkpoint)
+    if not source.is_file():
+        raise CheckpointError(f"no checkpoint at {source}: `checkpoint=` must point at a checkpoint.pt written by "
+                              "scripts/train.py, or at its run directory")
     if out is None or str(out) == "":
-        base = Path(checkpoint)
-        path = (base if base.is_dir() else base.parent) / DEFAULT_NAMES[fmt]
+        path = source.parent / DEFAULT_NAMES[fmt]
     else:
         path = Path(out)
     if path.is_dir():
@@ -52,7 +57,7 @@ def policy_metadata(loaded: LoadedPolicy, policy: ExportedPolicy, fmt: str, chec
         "action_dim": policy.action_dim, "act_sampling_sigmas": policy.sigmas,
         "act_temperature": policy.temperature, "act_candidates": policy.candidates,
         "noise_shape": [policy.noise_steps, f"batch*{policy.candidates}", policy.action_dim],
-        "action_low": policy.action_low.tolist(), "action_high": policy.action_high.tolist(),  # type: ignore[operator]
+        "action_low": policy.action_low.tolist(), "action_high": policy.action_high.tolist(),
     }
 
 

@@ -1,6 +1,7 @@
 """Acting latency at batch 1: the library's acting chain against an exported file."""
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -13,6 +14,15 @@ from .exporter import ExportResult
 from .formats import load_runner
 
 ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
 
 def per_call_ms(fns: dict[str, ActFn], obs: np.ndarray, calls: int = 200, rounds: int = 5,

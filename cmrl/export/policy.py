@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,13 @@ class ExportedPolicy(nn.Module):
     it with torch.randn (seed with torch.manual_seed). The temperature is applied inside.
     """
 
+    if TYPE_CHECKING:  # the buffers' types, for mypy only (TorchScript infers them from the values)
+        freqs: Tensor
+        obs_mean: Tensor
+        obs_std: Tensor
+        action_low: Tensor
+        action_high: Tensor
+
     def __init__(self, policy: ConsistencyPolicy, sigmas: list[float], temperature: float,
                  transforms: DataTransforms, candidates: int = 1):
         super().__init__()
@@ -49,9 +56,9 @@ class ExportedPolicy(nn.Module):
             raise ValueError("an exported policy needs at least one sampling sigma")
         self.obs_dim, self.action_dim, self.candidates = policy.obs_dim, policy.action_dim, candidates
         self.sigma_min, self.sigma_data, self.bounded = policy.sigma_min, policy.sigma_data, policy.bounded
-        self.sigmas: list[float] = [float(tau) for tau in sigmas]
-        # the re-noising scale sqrt(tau_n^2 - sigma_min^2) of each step (unused for the first)
-        self.renoise: list[float] = [0.0] + [math.sqrt(tau ** 2 - self.sigma_min ** 2) for tau in self.sigmas[1:]]
+        self.sigmas = [float(tau) for tau in sigmas]  # tau_1 > ... > tau_T (TorchScript infers List[float])
+        # the re-noising scale sqrt(tau_n^2 - sigma_min^2) of step n (unused for the first)
+        self.renoise = [0.0] + [math.sqrt(tau ** 2 - self.sigma_min ** 2) for tau in self.sigmas[1:]]
         self.temperature = float(temperature)
         self.net = copy.deepcopy(policy.net).requires_grad_(False)
         self.register_buffer("freqs", torch.as_tensor(policy.embed.freqs).detach().clone())
