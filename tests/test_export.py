@@ -233,6 +233,13 @@ def test_export_rejects_bad_targets_with_clear_errors(checkpoints, tmp_path: Pat
         export_checkpoint(tmp_path / "nothing.pt", "torchscript", tmp_path / "policy.pt")
 
 
+def test_export_writes_beside_the_checkpoint_by_default(checkpoints) -> None:
+    run_dir = checkpoints["consistency_bc"].parent
+    result = export_checkpoint(run_dir, "torchscript")  # a run directory stands for its checkpoint.pt
+    assert result.path == run_dir / "policy.pt" and result.path.is_file()
+    assert read_metadata(result.path)["checkpoint"] == str(run_dir)
+
+
 def run_export_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), *args], capture_output=True,
                           text=True, timeout=300, cwd=ROOT)

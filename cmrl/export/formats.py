@@ -9,7 +9,9 @@ ONNX (`onnxruntime.InferenceSession(path)`, onnxruntime alone): inputs `obs` (B,
 tensor (T, 0, A) (an initializer of the same name, which ONNX lets a caller override), and an empty
 noise makes the graph draw it with RandomNormalLike. That draw is seeded by
 `onnxruntime.set_seed(seed)` called before the session is created; each session then replays the
-same sequence. The settings are in the model's metadata (`cmrl.json`).
+same sequence. The settings are in the model's metadata (`cmrl.json`). onnxruntime warns, when it
+creates a session, that the initializer `noise` is also a graph input: that is the overridable
+default, as intended (SessionOptions.log_severity_level = 3 hides the note).
 """
 from __future__ import annotations
 

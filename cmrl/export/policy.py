@@ -76,7 +76,7 @@ class ExportedPolicy(nn.Module):
         if noise is None:
             noise = torch.randn([len(self.sigmas), obs.shape[0] * self.candidates, self.action_dim],
                                 dtype=obs.dtype, device=obs.device)
-        return self.act(obs, noise)
+        return self.act(obs, noise.to(obs.dtype))
 
     def act(self, obs: Tensor, noise: Tensor) -> Tensor:
         """`forward` with the noise given (the function the ONNX graph holds)."""
