@@ -24,11 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 TEMPERATURE = 0.7  # != 1: the exported module must apply the checkpoint's acting temperature
 BATCH, SEED = 5, 11
-# (algo, sampling steps, candidates). TorchScript: every case. ONNX (an export takes ~5 s): a set that
-# still covers BC and AC, 1 and 2 steps, candidates on and off.
+# (algo, sampling steps, candidates), each exported in both formats (an ONNX export takes ~5 s)
 CASES = [("consistency_bc", 1, 1), ("consistency_bc", 2, 1), ("consistency_ac", 1, 1), ("consistency_ac", 2, 1),
          ("consistency_ac", 1, 3), ("consistency_ac", 2, 3)]
-ONNX_CASES = [("consistency_bc", 1, 1), ("consistency_bc", 2, 1), ("consistency_ac", 2, 1), ("consistency_ac", 1, 3)]
 
 
 @pytest.fixture(scope="module")
@@ -106,16 +104,10 @@ def assert_matches_library(path: Path, checkpoint: Path, steps: int, candidates:
 
 
 @pytest.mark.parametrize(("algo", "steps", "candidates"), CASES)
-def test_torchscript_actions_equal_the_library_s_with_the_same_noise(checkpoints, exports, algo: str, steps: int,
-                                                                     candidates: int) -> None:
-    path = exports("torchscript", algo, steps, candidates)
-    assert_matches_library(path, checkpoints[algo], steps, candidates)
-
-
-@pytest.mark.parametrize(("algo", "steps", "candidates"), ONNX_CASES)
-def test_onnx_actions_equal_the_library_s_with_the_same_noise(checkpoints, exports, algo: str, steps: int,
-                                                              candidates: int) -> None:
-    path = exports("onnx", algo, steps, candidates)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exported_actions_equal_the_library_s_with_the_same_noise(checkpoints, exports, fmt: str, algo: str,
+                                                                  steps: int, candidates: int) -> None:
+    path = exports(fmt, algo, steps, candidates)
     assert_matches_library(path, checkpoints[algo], steps, candidates)
 
 
