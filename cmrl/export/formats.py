@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cmrl.errors import UserError
+from cmrl.errors import ConfigError, UserError
 
 from .policy import ExportedPolicy
 
@@ -45,7 +45,7 @@ def write_policy(policy: ExportedPolicy, path: str | Path, fmt: str, metadata: d
     elif fmt == "onnx":
         save_onnx(policy, path, metadata)
     else:
-        raise UserError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     return path
 
 
