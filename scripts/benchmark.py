@@ -5,6 +5,7 @@
     python scripts/benchmark.py --quick              # fewer timed steps and acting settings
     python scripts/benchmark.py --device cuda        # GPU: eager, and compiled + CUDA-graph update
     python scripts/benchmark.py --modes eager --threads 1,2 --no-eval
+    python scripts/benchmark.py --export             # also: exported files (TorchScript, ONNX) vs library
 
 Reference setting (the issue's): hopper-sized data (state 11, action 3) in a TransitionStore of
 1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish (no
@@ -13,12 +14,14 @@ teacher. Modes: `eager` is the plain path; `compile` is AgentConfig.compile (tor
 losses and of action selection, plus, on CUDA, the whole update captured in a CUDA graph). On CPU
 each thread count runs in a fresh process (compiled kernels specialise on it). Timed rounds of the
 modes alternate, and the median round is reported, so that a busy machine biases all modes alike;
-the first update (which compiles) is timed separately. steps/CPU-s divides by the process's CPU
-time instead of wall time: with one thread it estimates the speed on an idle machine when others
-share it. The sgemm line calibrates the machine (the best of 5 rounds of 256x256x256 float32 matrix
-products) and turns the matrix-product FLOPs of one update, counted by torch's FlopCounterMode,
-into the steps/s this machine would reach if the update did nothing but matrix products at that
-rate.
+the first update (which compiles) is timed separately. --export adds the acting latency at batch 1 of
+the policy exported by cmrl.export (TorchScript, ONNX with onnxruntime at the same thread count)
+next to the library's eager acting chain (make_act_fn), numpy observation in, numpy action out.
+steps/CPU-s divides by the process's CPU time instead of wall time: with one thread it estimates the
+speed on an idle machine when others share it. The sgemm line calibrates the machine (the best of
+5 rounds of 256x256x256 float32 matrix products) and turns the matrix-product FLOPs of one update,
+counted by torch's FlopCounterMode, into the steps/s this machine would reach if the update did
+nothing but matrix products at that rate.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +62,7 @@ class Settings:
     act_candidates: list[int]  # 1 = no Q-ranked candidates
     act_calls: int  # timed act() calls per setting
     eval_episodes: int  # 0 = skip the evaluation throughput
+    export: bool = False  # also time exported policies against the library (CPU)
 
 
 def reference_config(mode: str, **overrides: Any) -> AgentConfig:
@@ -203,6 +208,44 @@ def bench_evaluation(s: Settings, device: torch.device) -> list[dict[str, Any]]:
     return results
 
 
+def bench_export(s: Settings, device: torch.device) -> list[dict[str, Any]]:
+    """ms per action at batch 1 of the library's acting chain and of its exported files (CPU only)."""
+    if device.type != "cpu":
+        print("export latency skipped: it is measured on CPU", file=sys.stderr)
+        return []
+    from cmrl.data.transforms import DataTransforms
+    from cmrl.export import exported_policy, write_policy
+    from cmrl.export.formats import load_runner
+    from cmrl.export.latency import per_call_ms
+    from cmrl.training.acting import make_act_fn
+
+    formats = {"torchscript": ".pt", "onnx": ".onnx"}
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        print(f"ONNX export latency skipped ({err}): pip install 'cmrl[export]'", file=sys.stderr)
+        del formats["onnx"]
+    transforms = DataTransforms(np.zeros(OBS_DIM), np.ones(OBS_DIM), -np.ones(ACTION_DIM), np.ones(ACTION_DIM),
+                                1.0, 0.0)
+    obs = np.random.default_rng(0).standard_normal((1, OBS_DIM)).astype(np.float32)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for steps in s.act_steps:
+            for candidates in s.act_candidates:
+                torch.manual_seed(0)
+                agent = make_agent(reference_config("eager", act_sampling_steps=steps, act_candidates=candidates),
+                                   OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+                fns = {"library": make_act_fn(agent, transforms, seed=0)}
+                for fmt, suffix in formats.items():
+                    path = os.path.join(tmp, f"policy_{steps}_{candidates}{suffix}")
+                    write_policy(exported_policy(agent, transforms), path, fmt, {})
+                    fns[fmt] = load_runner(path)
+                ms = per_call_ms(fns, obs, calls=s.act_calls, rounds=s.rounds)
+                results.append({"steps": steps, "candidates": candidates, **ms})
+    return results
+
+
 def run_worker(s: Settings, threads: int) -> dict[str, Any]:
     device = torch.device(s.device)
     if device.type == "cpu":
@@ -212,6 +255,7 @@ def run_worker(s: Settings, threads: int) -> dict[str, Any]:
     out["training"] = bench_training(s, device)
     out["acting"] = bench_acting(s, device)
     out["evaluation"] = bench_evaluation(s, device) if s.eval_episodes > 0 else []
+    out["export"] = bench_export(s, device) if s.export else []
     return out
 
 
@@ -254,6 +298,15 @@ def print_report(results: list[dict[str, Any]], s: Settings) -> None:
                      for r in results for e in r["evaluation"]], device)
 
 
+    if any(r.get("export") for r in results):
+        print("\n## Exported policy latency (batch 1, numpy observation to numpy action; untrained policy; "
+              f"median of {s.rounds} rounds of {s.act_calls} calls)")
+        print_table(["sampling steps", "candidates", "library ms", "TorchScript ms", "ONNX ms"],
+                    [(r, [str(e["steps"]), str(e["candidates"]), f"{e['library']:.3f}",
+                          f"{e['torchscript']:.3f}", f"{e['onnx']:.3f}" if "onnx" in e else "n/a"])
+                     for r in results for e in r.get("export", [])], device)
+
+
 def print_table(columns: list[str], rows: list[tuple[dict[str, Any], list[str]]], device: torch.device) -> None:
     """A Markdown table whose rows start with the device and the thread count of their result."""
     print("| " + " | ".join(["device", "threads", *columns]) + " |")
@@ -271,6 +324,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--act-steps", help="sampling steps of the acting table, comma-separated (default 1,2,5)")
     p.add_argument("--act-candidates", default="1,50", help="candidates of the acting table, comma-separated")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation throughput")
+    p.add_argument("--export", action="store_true", help="also time exported policies (TorchScript, ONNX) at batch 1")
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: run one thread count, print JSON
     args = p.parse_args(argv)
@@ -285,7 +339,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
                  act_steps=_ints(args.act_steps or ("1,2" if args.quick else "1,2,5")),
                  act_candidates=_ints(args.act_candidates),
                  act_calls=100 if args.quick else 300,
-                 eval_episodes=0 if args.no_eval else (10 if args.quick else 30))
+                 eval_episodes=0 if args.no_eval else (10 if args.quick else 30), export=args.export)
     return args, s
 
 
