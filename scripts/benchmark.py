@@ -41,6 +41,7 @@ from cmrl.agents import AgentConfig, make_agent
 from cmrl.consistency import CT
 from cmrl.data.dataset import DatasetInfo, TransitionData
 from cmrl.data.store import TransitionStore
+from cmrl.errors import user_errors
 
 OBS_DIM, ACTION_DIM, BATCH = 11, 3, 256
 DATASET_SIZE = 1_000_000
@@ -317,4 +318,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(argv=None)
+    with user_errors("benchmark", also=(ValueError, OSError)):
+        main(argv=None)
