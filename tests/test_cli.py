@@ -186,3 +186,17 @@ def test_kill_9_mid_run_then_resume_auto_ends_bit_identical(tmp_path: Path) -> N
     assert expected.keys() == got.keys() and len(expected) > 20
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("benchmark.py", ["--device", "cuda:7", "--quick"], "benchmark: error: device=cuda:7 but this machine has no CUDA"),
+    ("report.py", ["no/such/runs"], "report: error: no/such/runs does not exist"),
+    ("collect.py", ["me/data-v0", "--policy", "no/such/checkpoint.pt", "--episodes", "1"],
+     "collect: error: cannot load the policy"),
+])
+def test_every_script_reports_a_user_error_in_one_line(script: str, args: list[str], message: str) -> None:
+    if script == "benchmark.py" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a device cuda:7")
+    proc = run_script(script, *args)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2
