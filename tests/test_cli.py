@@ -150,6 +150,13 @@ def test_resume_with_another_architecture_is_refused_before_any_file_changes(tra
                       f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "is a consistency_ac run" in proc.stderr and "init_from=" in proc.stderr
     assert file_hashes(trained_run) == before
+    # another command into the run's own directory (resume=auto, the default) is refused too; Hydra's
+    # record of this launch goes to a new .hydra/<time> folder, every earlier file stays as it was
+    proc = run_script("train.py", "steps=50", f"hydra.run.dir={trained_run}")
+    assert proc.returncode == 2 and "another architecture" in proc.stderr and "Traceback" not in proc.stderr
+    after = file_hashes(trained_run)
+    assert {name: after.get(name) for name in before} == before
+    assert all(name.startswith(".hydra/") for name in after.keys() - before.keys())
 
 
 def test_kill_9_mid_run_then_resume_auto_ends_bit_identical(tmp_path: Path) -> None:

@@ -147,8 +147,8 @@ class Trainer:
         bad = non_finite_tensors(state)
         if bad:
             raise DivergenceError(f"training diverged: at step {self.agent.step} the parameters {', '.join(bad[:3])} "
-                                  f"hold NaN or inf; the last good checkpoint {self.checkpoint_path} is kept. Lower "
-                                  "the learning rates or check the data")
+                                  f"hold NaN or inf; not saved, the last good checkpoint {self.checkpoint_path} (if "
+                                  "one was written) is kept. Lower the learning rates or check the data")
         save_checkpoint(self.checkpoint_path, {
             "config": self.config_container,
             "agent": state,
