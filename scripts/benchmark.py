@@ -45,6 +45,8 @@ from cmrl.agents import AgentConfig, make_agent
 from cmrl.consistency import CT
 from cmrl.data.dataset import DatasetInfo, TransitionData
 from cmrl.data.store import TransitionStore
+from cmrl.errors import user_errors
+from cmrl.training.runtime import resolve_device
 
 OBS_DIM, ACTION_DIM, BATCH = 11, 3, 256
 DATASET_SIZE = 1_000_000
@@ -328,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: run one thread count, print JSON
     args = p.parse_args(argv)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device))  # a ConfigError (one line) when CUDA is asked for but absent
     modes = [m for m in args.modes.split(",") if m]
     if not modes or set(modes) - {"eager", "compile"}:
         p.error(f"--modes takes eager and/or compile, got {args.modes!r}")
@@ -371,4 +373,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(argv=None)
+    with user_errors("benchmark", also=(ValueError, OSError)):
+        main(argv=None)

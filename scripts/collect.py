@@ -36,7 +36,7 @@ import numpy as np
 
 from cmrl.envs import make_env
 from cmrl.envs.collection import mean_return, random_behaviour, resolve_reference_scores, rollout, with_exploration
-from cmrl.errors import UserError
+from cmrl.errors import UserError, user_errors
 from cmrl.training.acting import checkpoint_behaviour
 
 
@@ -176,4 +176,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with user_errors("collect", also=(ValueError, ImportError, OSError)):
+        sys.exit(main())

@@ -10,28 +10,27 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cmrl.envs import evaluate_policy
-from cmrl.errors import UserError
+from cmrl.errors import ConfigError, user_errors
 from cmrl.training.acting import load_policy, make_act_fn
-from cmrl.training.cli import report_error
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "configs"),
             config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors(also=(ValueError,)):
+        if OmegaConf.is_missing(cfg, "checkpoint"):
+            raise ConfigError("evaluate.py needs checkpoint=PATH: a checkpoint.pt written by scripts/train.py, or "
+                              "its run directory")
         if cfg.episodes < 1 or cfg.envs < 1:
-            raise UserError(f"episodes and envs must be >= 1, got episodes={cfg.episodes}, envs={cfg.envs}")
+            raise ConfigError(f"episodes and envs must be >= 1, got episodes={cfg.episodes}, envs={cfg.envs}")
         loaded = load_policy(cfg.checkpoint, cfg.device, cfg.act_candidates, cfg.act_temperature,
                              cfg.act_sampling_steps)
         act = make_act_fn(loaded.agent, loaded.transforms, cfg.seed)
         result = evaluate_policy(act, loaded.env_id, cfg.episodes, cfg.seed, num_envs=min(cfg.envs, cfg.episodes),
                                  ref_min=loaded.ref_min, ref_max=loaded.ref_max, video_dir=cfg.video_dir)
-    except (UserError, ValueError) as err:
-        report_error(err)
-        raise SystemExit(2) from None
     print(f"checkpoint {cfg.checkpoint} (step {loaded.step}, {loaded.config.agent.algo}) in {loaded.env_id}, "
           f"{cfg.episodes} episodes from seed {cfg.seed}")
     print(f"return {result.mean_return:.2f} +- {result.std_return:.2f}")

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cmrl.errors import user_errors
 from cmrl.results import (
     ReportSettings,
     find_run_dirs,
@@ -95,4 +96,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with user_errors("report", also=(ValueError, OSError)):
+        sys.exit(main())

@@ -1,6 +1,8 @@
 """Small configurations shared by the training tests."""
 from __future__ import annotations
 
+import torch
+
 from cmrl.training.config import TrainConfig
 
 TINY_OVERRIDES = [
@@ -24,3 +26,17 @@ def tiny_config(**fields: object) -> TrainConfig:
     for key, value in fields.items():
         setattr(cfg, key, value)
     return cfg
+
+
+def flat_tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor of a nested state dict, keyed by its path."""
+    out: dict[str, torch.Tensor] = {}
+    if isinstance(state, dict):
+        for key, value in state.items():
+            out.update(flat_tensors(value, f"{prefix}/{key}"))
+    elif isinstance(state, (list, tuple)):
+        for i, value in enumerate(state):
+            out.update(flat_tensors(value, f"{prefix}/{i}"))
+    elif isinstance(state, torch.Tensor):
+        out[prefix] = state
+    return out

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -14,6 +17,7 @@ from cmrl.training import checkpoint as ckpt
 from cmrl.training.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
+    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -173,3 +177,16 @@ def test_cmrl_version_is_recorded(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt, "cmrl_version", lambda: "1.2.3")
     save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
     assert load_checkpoint(tmp_path / "checkpoint.pt")["cmrl_version"] == "1.2.3"
+
+
+def test_stale_temporaries_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stale = tmp_path / f".checkpoint.pt.{dead}.0123abcd.tmp"
+    live = tmp_path / f".checkpoint.pt.{os.getppid()}.0123abcd.tmp"  # a process that is still running
+    other = tmp_path / "notes.tmp"
+    for path in (stale, live, other):
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
+    assert remove_stale_temporaries(tmp_path / "missing") == []

@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
+from helpers import flat_tensors
+
+from cmrl.training.config import to_train_config
+from cmrl.training.loop import train as train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
@@ -130,7 +138,8 @@ def test_optuna_sweeper_maximises_the_final_score_past_failed_trials(tmp_path, p
     done = {d: assert_complete_run(d)["final_normalized"] for d in trials if (d / "summary.json").exists()}
     failed = [d for d in trials if d not in done]
     assert failed and done  # with the sampler's seed 0, one of the 3 trials draws batch_size=0
-    assert all(yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()).count("batch_size=0") for d in failed)
+    assert all(yaml.safe_load(next(d.glob(".hydra/*/overrides.yaml")).read_text()).count("batch_size=0")
+               for d in failed)
     etas = [run_config(d)["agent"]["eta"] for d in done]
     assert all(0.1 <= eta <= 2.0 for eta in etas)
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -259,3 +268,65 @@ def test_slurm_preset_makes_a_valid_sbatch_script(tmp_path, monkeypatch):
     for line in ("#SBATCH --partition=cpu", "#SBATCH --cpus-per-task=2", "#SBATCH --mem=8GB", "#SBATCH --time=720",
                  "export MUJOCO_GL=egl", "export OMP_NUM_THREADS=2"):
         assert line in text, f"{line!r} not in the sbatch script:\n{text}"
+
+
+# --- preemption ----------------------------------------------------------------------------------------
+def _submitit_task(folder: Path) -> int | None:
+    """The pid of the submitit task process (python -m submitit.core._submit) working under folder."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "submitit.core._submit" in cmdline and any(str(folder) in part for part in cmdline):
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+def test_submitit_local_requeues_a_preempted_job_which_continues_its_run(tmp_path, pendulum_file):
+    """SLURM's preemption signal (USR2), sent after the job's first checkpoint: submitit requeues the
+    job, which repeats its command in the same run directory, continues from its checkpoint
+    (resume=auto, the default) and ends with the parameters of an uninterrupted run."""
+    tiny = [a for a in TINY if not a.startswith(("steps=", "checkpoint_every="))]
+    args = ["-m", "hydra/launcher=submitit_local", "dataset=d4rl_file", f"dataset.path={pendulum_file}", *tiny,
+            "steps=300", "checkpoint_every=20"]
+    environ = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "minari"), "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=tmp_path, env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        checkpoints: list[Path] = []
+        while not checkpoints and proc.poll() is None and time.time() < deadline:
+            checkpoints = list((tmp_path / "runs").glob("multirun/*/*/checkpoint.pt"))
+            time.sleep(0.01)
+        assert checkpoints, proc.communicate()[1][-3000:]
+        run_dir = checkpoints[0].parent
+        task = _submitit_task(tmp_path)
+        assert task is not None and not (run_dir / "summary.json").exists()
+        os.kill(task, signal.SIGUSR2)
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    logs = "".join(p.read_text() for p in run_dir.parent.glob(".submitit/*/*_log.err"))
+    assert "Caught signal SIGUSR2" in logs and "this job is preempted" in logs, logs[-3000:]
+    assert assert_complete_run(run_dir)["steps"] == 300
+    resumes = [json.loads(line) for line in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert len(resumes) == 1 and 20 <= resumes[0]["step"] < 300  # the requeued job continued this run
+
+    straight = tmp_path / "straight"
+    threads = torch.get_num_threads()
+    try:
+        train_run(replace(to_train_config(yaml.safe_load((run_dir / "config.yaml").read_text())), resume=None),
+                  straight)
+    finally:
+        torch.set_num_threads(threads)
+    expected = flat_tensors(torch.load(straight / "checkpoint.pt", weights_only=True)["agent"])
+    got = flat_tensors(torch.load(run_dir / "checkpoint.pt", weights_only=True)["agent"])
+    assert expected.keys() == got.keys() and len(expected) > 20
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key

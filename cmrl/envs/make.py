@@ -12,7 +12,7 @@ from collections.abc import Callable
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from cmrl.errors import ConfigError
+from cmrl.errors import ConfigError, MissingDependencyError
 
 _RENDER_MODES_WITH_IMAGES = ("rgb_array", "depth_array")
 VIDEO_NAME = "eval-episode-0.mp4"  # what RecordVideo names episode 0 with name_prefix="eval"
@@ -94,7 +94,7 @@ def _record_first_episode(env: gym.Env, video_dir: str) -> gym.Env:
         import moviepy  # noqa: F401  (RecordVideo needs it but names the wrong fix: gymnasium[other])
     except ImportError as err:
         env.close()
-        raise ImportError(
+        raise MissingDependencyError(
             "recording a video needs moviepy, which is not installed: run `pip install moviepy`, "
             "or evaluate without video_dir"
         ) from err

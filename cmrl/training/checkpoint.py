@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ _META_KEYS = ("format_version", "cmrl_version")
 _PLAIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, type(None), torch.dtype, torch.device, torch.Size,
                 torch.Tensor, torch.nn.Parameter)
 _CONTAINERS = (dict, OrderedDict, Counter, list, tuple, set)
+# the temporary file save_checkpoint writes before its rename: .<name>.<pid>.<8 hex digits>.tmp
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 _HOW_TO_POINT = "`resume=` / `checkpoint=` must point at a checkpoint.pt written by scripts/train.py"
 
 def cmrl_version() -> str:
@@ -51,7 +54,7 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
     _check_plain(payload, "payload")
     record = {**payload, "format_version": FORMAT_VERSION, "cmrl_version": cmrl_version()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # matches _TEMPORARY
     try:
         with open(tmp, "xb") as f:
             torch.save(record, f)
@@ -109,6 +112,34 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{sorted(k for k in payload if k not in _META_KEYS)}. {_HOW_TO_POINT}"
         )
     return payload
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write (their process is gone) left in
+    ``directory``; return their paths. Files of a writer still running are left alone."""
+    removed: list[Path] = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (and is not this one's finished writer)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file, or a run directory holding checkpoint.pt."""

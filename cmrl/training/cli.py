@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from cmrl.errors import ConfigError
 from cmrl.training.checkpoint import load_checkpoint, resolve_checkpoint
 from cmrl.training.config import TrainConfig, to_train_config
+from cmrl.training.run_identity import AUTO
 
 
 def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:
@@ -20,8 +20,11 @@ def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:
     A fresh run uses the composed config and Hydra's output directory. With resume=PATH the
     checkpoint's own config is the base, the command line's key=value overrides apply on top (a
     different config group cannot be chosen), and the run continues in the checkpoint's directory.
+    With resume=auto the run is Hydra's output directory and its config the composed one: a job that
+    a cluster requeues repeats its command, lands in the same directory and continues its
+    checkpoint.pt there (the Trainer checks that it is the same run), or starts fresh when there is none.
     """
-    if not cfg.get("resume"):
+    if not cfg.get("resume") or cfg.resume == AUTO:
         train_cfg = to_train_config(cfg)
         if is_multirun(hydra_cfg):
             name_sweep_job(train_cfg, hydra_cfg)
@@ -40,6 +43,7 @@ def config_for_run(cfg: DictConfig, hydra_cfg: Any) -> tuple[TrainConfig, Path]:
         overrides.append(item.lstrip("+"))
     merged = OmegaConf.merge(OmegaConf.create(payload["config"]), OmegaConf.from_dotlist(overrides))
     merged.resume = str(checkpoint)
+    merged.init_from = None  # how the run started is history: it continues from its own checkpoint
     return to_train_config(merged), checkpoint.parent
 
 
@@ -55,8 +59,3 @@ def name_sweep_job(cfg: TrainConfig, hydra_cfg: Any) -> None:
 
 def is_multirun(hydra_cfg: Any) -> bool:
     return hydra_cfg.mode == RunMode.MULTIRUN
-
-
-def report_error(err: BaseException) -> None:
-    """Print a user error as one clear line on stderr."""
-    print(f"cmrl: error: {err}", file=sys.stderr, flush=True)

@@ -29,7 +29,13 @@ class TrainConfig:
     checkpoint_every: int = 1_000  # write checkpoint.pt every N steps (and after the last); 0 = only after the last
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads; 0 = torch's default
-    resume: Optional[str] = None  # checkpoint.pt (or its run directory) to continue; its config is the base
+    # continue a run: its checkpoint.pt (or run directory), whose config is the base; `auto` = this run
+    # directory's own checkpoint.pt when it exists, else start fresh (what a requeued cluster job needs)
+    resume: Optional[str] = None
+    # start a new run from the weights (policy, critics, EMA) of this checkpoint.pt (or run directory),
+    # with a fresh optimiser, schedule and step 0: fine-tuning, e.g. on other data of the same sizes
+    init_from: Optional[str] = None
+    init_normalizers: bool = True  # with init_from: also take the checkpoint's data transforms (else fit anew)
 
     def validate(self) -> None:
         """Range checks of every group; ConfigError names the offending key."""
@@ -42,6 +48,10 @@ class TrainConfig:
         for key in ("eval_every", "checkpoint_every", "threads", "seed", "eval_seed"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.resume not in (None, "auto") and self.init_from is not None:
+            raise ConfigError(f"resume={self.resume} continues a run and init_from={self.init_from} starts a new one "
+                              "from its weights: set only one of them (resume=auto continues this run directory's "
+                              "checkpoint when there is one, else starts from init_from)")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 

@@ -82,10 +82,12 @@ class Logger:
         resume_step: continue a run in the same directory after step ``resume_step``: records of later
             steps are dropped from the files and the progress bar starts there. None keeps the files
             as they are and appends.
+        fresh: start the files empty (a new run in a directory that a run killed before its first
+            checkpoint left records in).
     """
 
     def __init__(self, config: LoggerConfig, run_dir: str | os.PathLike, run_config: Mapping[str, Any],
-                 total_steps: int, resume_step: int | None = None):
+                 total_steps: int, resume_step: int | None = None, fresh: bool = False):
         config.validate()
         self.config = config
         self.total_steps = total_steps
@@ -93,7 +95,7 @@ class Logger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._jsonl_path = self.run_dir / JSONL_NAME
         self._csv_path = self.run_dir / CSV_NAME
-        records = read_metrics(self.run_dir) if self._jsonl_path.exists() else []
+        records = read_metrics(self.run_dir) if self._jsonl_path.exists() and not fresh else []
         if resume_step is not None:
             records = [r for r in records if r["step"] <= resume_step]
         # wandb starts before any file is touched and after the last check that can fail
