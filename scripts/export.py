@@ -15,21 +15,17 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from cmrl.errors import UserError
+from cmrl.errors import user_errors
 from cmrl.export import export_checkpoint
 from cmrl.export.latency import cpu_model, export_latency
-from cmrl.training.cli import report_error
 
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "configs"),
             config_name="export")
 def main(cfg: DictConfig) -> None:
-    try:
+    with user_errors(also=(ValueError,)):
         result = export_checkpoint(cfg.checkpoint, cfg.format, cfg.out, cfg.act_candidates, cfg.act_temperature,
                                    cfg.act_sampling_steps)
-    except (UserError, ValueError) as err:
-        report_error(err)
-        raise SystemExit(2) from None
     meta = result.metadata
     print(f"wrote {result.path} ({result.format}, {result.path.stat().st_size / 1024:.0f} KiB): "
           f"{meta['algo']} step {meta['step']} for {meta['env_id']}, {len(meta['act_sampling_sigmas'])} sampling "
