@@ -1,7 +1,12 @@
 """Small configurations shared by the training tests."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from cmrl.training.config import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 TINY_OVERRIDES = [
     "steps=40", "batch_size=32", "eval_every=0", "eval_episodes=2", "eval_envs=2", "checkpoint_every=20",
@@ -24,3 +29,15 @@ def tiny_config(**fields: object) -> TrainConfig:
     for key, value in fields.items():
         setattr(cfg, key, value)
     return cfg
+
+
+def compose(overrides: list[str]) -> Any:
+    """configs/config.yaml composed by Hydra with `overrides`, the hydra node included."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from cmrl.training.config import register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=True)

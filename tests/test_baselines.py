@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import compose, tiny_config
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
@@ -410,3 +410,24 @@ def test_training_loop_trains_checkpoints_and_evaluates(algo, tmp_path):
     result = evaluate_policy(make_act_fn(loaded.agent, loaded.transforms, 0), loaded.env_id, episodes=2, seed=0,
                              num_envs=2)
     assert len(result.returns) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# the benchmark protocol
+# --------------------------------------------------------------------------------------------------
+PROTOCOL = ("steps", "batch_size", "eval_every", "eval_episodes", "eval_envs", "eval_seed", "checkpoint_every",
+            "device", "threads")
+
+
+def test_bench_baselines_runs_the_protocol_of_bench_d4rl_style_with_published_settings():
+    consistency, baselines = compose(["experiment=bench_d4rl_style"]), compose(["experiment=bench_baselines"])
+    assert all(consistency[k] == baselines[k] for k in PROTOCOL)
+    ours, theirs = consistency.hydra.sweeper.params, baselines.hydra.sweeper.params
+    assert (ours.dataset, ours.seed) == (theirs.dataset, theirs.seed)
+    assert theirs.agent.split(",") == BASELINES and baselines.agent.algo == "td3_bc"
+    assert baselines.hydra.launcher.n_jobs == consistency.hydra.launcher.n_jobs
+    for algo in BASELINES:  # the consistency agents' tuned settings do not reach the baselines
+        cfg = compose(["experiment=bench_baselines", f"agent={algo}"])
+        expected = published(algo)
+        for key in ("actor_lr", "critic_lr", "critic_layer_norm", "hidden_dims", "compile", "activation"):
+            assert cfg.agent[key] == getattr(expected, key), (algo, key)

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from helpers import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
@@ -139,17 +140,6 @@ def test_optuna_sweeper_maximises_the_final_score_past_failed_trials(tmp_path, p
 
 
 # --- the benchmark experiment ------------------------------------------------------------------------------
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from cmrl.training.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides, return_hydra_config=True)
-
-
 def test_bench_experiment_declares_the_whole_benchmark():
     cfg = compose(["experiment=bench_d4rl_style"])
     params = cfg.hydra.sweeper.params
@@ -169,7 +159,8 @@ def test_bench_experiment_declares_the_whole_benchmark():
     assert full.hydra.sweeper.params.dataset == params.dataset and full.hydra.launcher.n_jobs == 2
 
 
-@pytest.mark.parametrize("experiment", ["bench_d4rl_style", "bench_d4rl_style_full", "optuna_search"])
+@pytest.mark.parametrize("experiment",
+                         ["bench_d4rl_style", "bench_d4rl_style_full", "bench_baselines", "optuna_search"])
 def test_experiments_compose_with_every_launcher(experiment):
     for launcher in ("basic", "local_parallel", "submitit_local", "slurm"):
         cfg = compose([f"experiment={experiment}", f"hydra/launcher={launcher}"])
