@@ -99,7 +99,9 @@ class AgentConfig:
     # see experiment=bench_d4rl_style)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4  # Adam learning rate of the critics (and of IQL's V)
-    lr_warmup_steps: int = 0  # linear warm-up steps before the schedule (every optimiser of the agent)
+    # The schedule (warm-up, then cosine) drives every optimiser of the consistency agents and the actor's
+    # of the baselines, whose critics keep constant rates as in their papers.
+    lr_warmup_steps: int = 0  # linear warm-up steps before the schedule
     # final learning rate of the cosine schedule, as a fraction of the initial one; 1 = constant rates
     min_lr_ratio: float = 0.0
     weight_decay: float = 0.0  # AdamW decoupled weight decay
