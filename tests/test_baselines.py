@@ -431,3 +431,20 @@ def test_bench_baselines_runs_the_protocol_of_bench_d4rl_style_with_published_se
         expected = published(algo)
         for key in ("actor_lr", "critic_lr", "critic_layer_norm", "hidden_dims", "compile", "activation"):
             assert cfg.agent[key] == getattr(expected, key), (algo, key)
+
+
+@pytest.mark.slow
+def test_bench_baselines_sweep_runs_every_baseline(tmp_path):
+    """The real experiment through scripts/train.py -m (joblib), cut down to one dataset and seed."""
+    from test_sweeps import TINY, assert_complete_run, run_config, write_d4rl_file
+    from test_sweeps import train as train_cli
+
+    data = tmp_path / "bench"
+    write_d4rl_file(data / "hopper-medium.hdf5", "Hopper-v5", 400, (-20.272305, 3234.3))
+    proc = train_cli(["-m", "experiment=bench_baselines", *TINY, "seed=0", "dataset=bench/hopper-medium",
+                      "hydra.sweep.dir=sweep"], tmp_path, env={"CMRL_BENCH_DATA": str(data)})
+    assert proc.returncode == 0, proc.stderr
+    for job, algo in enumerate(BASELINES):
+        run = tmp_path / "sweep" / "bench" / "hopper-medium" / algo / f"{job}_seed0"
+        assert assert_complete_run(run)["algo"] == algo
+        assert run_config(run)["logger"]["tags"] == ["bench_baselines"]
