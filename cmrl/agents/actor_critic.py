@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Optional, TypeVar
+from typing import Optional, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,3 @@ class ActorCriticAgent(SavesModules):
     def act(self, obs: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """pi(s) in [-1, 1] (the mean of a Gaussian policy); deterministic, so `generator` is unused."""
         return self.actor(obs).clamp(-1.0, 1.0)
-
-    def _modules(self) -> dict[str, Optional[Any]]:
-        raise NotImplementedError
