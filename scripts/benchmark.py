@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Training and acting speed of Consistency-AC: prints tables of steps/s and ms per action.
+"""Training and acting speed of Consistency-AC (or a baseline): prints tables of steps/s and ms per action.
 
     python scripts/benchmark.py                      # CPU: 1 and 2 threads, eager and compiled
     python scripts/benchmark.py --quick              # fewer timed steps and acting settings
     python scripts/benchmark.py --device cuda        # GPU: eager, and compiled + CUDA-graph update
     python scripts/benchmark.py --modes eager --threads 1,2 --no-eval
     python scripts/benchmark.py --export             # also: exported files (TorchScript, ONNX) vs library
+    python scripts/benchmark.py --algo td3_bc --threads 1 --no-eval   # a baseline at its published settings
 
 Reference setting (the issue's): hopper-sized data (state 11, action 3) in a TransitionStore of
 1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish (no
@@ -21,7 +22,9 @@ steps/CPU-s divides by the process's CPU time instead of wall time: with one thr
 speed on an idle machine when others share it. The sgemm line calibrates the machine (the best of
 5 rounds of 256x256x256 float32 matrix products) and turns the matrix-product FLOPs of one update,
 counted by torch's FlopCounterMode, into the steps/s this machine would reach if the update did
-nothing but matrix products at that rate.
+nothing but matrix products at that rate. `--algo td3_bc|iql|rebrac` times a baseline instead, with
+its configs/agent/<algo>.yaml settings (networks, ReLU, ReBRAC's LayerNorm) on the same data and
+batch 256 (ReBRAC's published batch is 1024).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from cmrl.agents import AgentConfig, make_agent
 from cmrl.consistency import CT
@@ -52,11 +56,14 @@ OBS_DIM, ACTION_DIM, BATCH = 11, 3, 256
 DATASET_SIZE = 1_000_000
 TOTAL_STEPS = 1_000_000
 EVAL_ENV = "Hopper-v5"
+BASELINES = ("td3_bc", "iql", "rebrac")
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs")
 
 
 @dataclass
 class Settings:
     device: str
+    algo: str  # consistency_ac (the reference setting) or a baseline at its published settings
     modes: list[str]
     train_steps: int  # timed updates per round
     rounds: int  # timed rounds per mode (the median is reported)
@@ -67,8 +74,15 @@ class Settings:
     export: bool = False  # also time exported policies against the library (CPU)
 
 
-def reference_config(mode: str, **overrides: Any) -> AgentConfig:
-    """The issue's reference setting of Consistency-AC (see the module docstring)."""
+def reference_config(mode: str, algo: str = "consistency_ac", **overrides: Any) -> AgentConfig:
+    """The issue's reference setting of Consistency-AC, or a baseline's configs/agent/<algo>.yaml
+    (see the module docstring)."""
+    if algo in BASELINES:
+        preset = OmegaConf.load(os.path.join(CONFIGS, "agent", f"{algo}.yaml"))
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgentConfig), preset,
+                                                  {"compile": mode == "compile", **overrides}))
+        assert isinstance(cfg, AgentConfig)
+        return cfg
     fields: dict[str, Any] = dict(algo="consistency_ac", consistency=CT, hidden_dims=[256, 256, 256],
                                   critic_hidden_dims=[256, 256, 256], critic_layer_norm=False,
                                   train_sampling_steps=2, ensemble_size=2, compile=mode == "compile")
@@ -119,7 +133,7 @@ def sgemm_gflops(device: torch.device, repeats: int = 200, rounds: int = 5) -> f
     return 2 * 256 ** 3 * repeats / seconds / 1e9
 
 
-def update_gflop(device: torch.device) -> float:
+def update_gflop(device: torch.device, algo: str) -> float:
     """GFLOP of one eager update at the reference setting, counted by torch's FlopCounterMode.
 
     Only matrix products are counted (elementwise work is small beside them), so the sgemm rate
@@ -128,7 +142,7 @@ def update_gflop(device: torch.device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     store = synthetic_store(device, size=4 * BATCH)
-    agent = make_agent(reference_config("eager"), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+    agent = make_agent(reference_config("eager", algo), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
     agent.update(store.sample(BATCH))
     with FlopCounterMode(display=False) as counter:
         agent.update(store.sample(BATCH))
@@ -142,7 +156,7 @@ def bench_training(s: Settings, device: torch.device) -> list[dict[str, Any]]:
     rows = {}
     for mode in s.modes:
         torch.manual_seed(0)
-        agent = make_agent(reference_config(mode), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+        agent = make_agent(reference_config(mode, s.algo), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
         first = timed(lambda: agent.update(store.sample(BATCH)), device)
         warm = timed(lambda: [agent.update(store.sample(BATCH)) for _ in range(5)], device)
         agents[mode] = agent
@@ -164,7 +178,7 @@ def bench_acting(s: Settings, device: torch.device) -> list[dict[str, Any]]:
         for candidates in s.act_candidates:
             for mode in s.modes:
                 torch.manual_seed(0)
-                agent = make_agent(reference_config(mode, act_sampling_steps=steps, act_candidates=candidates),
+                agent = make_agent(reference_config(mode, s.algo, act_sampling_steps=steps, act_candidates=candidates),
                                    OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
                 generator = torch.Generator(device=device).manual_seed(0)
                 row: dict[str, Any] = {"mode": mode, "steps": steps, "candidates": candidates}
@@ -197,7 +211,7 @@ def bench_evaluation(s: Settings, device: torch.device) -> list[dict[str, Any]]:
         "env only (random actions)": lambda obs: rng.uniform(-1, 1, (obs.shape[0], ACTION_DIM)).astype(np.float32)}
     for mode in s.modes:
         torch.manual_seed(0)  # the same untrained policy in every mode, so the same episodes
-        agent = make_agent(reference_config(mode), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+        agent = make_agent(reference_config(mode, s.algo), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
         policies[mode] = make_act_fn(agent, transforms, seed=0)
     results = []
     for name, act in policies.items():
@@ -253,7 +267,7 @@ def run_worker(s: Settings, threads: int) -> dict[str, Any]:
     if device.type == "cpu":
         torch.set_num_threads(threads)
     out: dict[str, Any] = {"threads": threads, "sgemm_gflops": sgemm_gflops(device),
-                           "update_gflop": update_gflop(device)}
+                           "update_gflop": update_gflop(device, s.algo)}
     out["training"] = bench_training(s, device)
     out["acting"] = bench_acting(s, device)
     out["evaluation"] = bench_evaluation(s, device) if s.eval_episodes > 0 else []
@@ -277,13 +291,16 @@ def machine(device: torch.device) -> str:
 def print_report(results: list[dict[str, Any]], s: Settings) -> None:
     device = torch.device(s.device)
     load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
-    print(f"\n# cmrl benchmark: Consistency-AC, reference setting\nmachine: {machine(device)}{load}")
+    name = "Consistency-AC, reference setting" if s.algo == "consistency_ac" else f"{s.algo}, published setting"
+    print(f"\n# cmrl benchmark: {name}\nmachine: {machine(device)}{load}")
     for r in results:
         print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s; one update is "
               f"{r['update_gflop']:.2f} GFLOP of matrix products: {r['sgemm_gflops'] / r['update_gflop']:.0f} "
               "steps/s if it did nothing else at that rate")
-    print(f"\n## Training throughput (batch {BATCH}, 3x256 Mish, 2 sampling steps, twin Q, EMA teacher; "
-          f"median of {s.rounds} rounds of {s.train_steps} updates)")
+    setting = ("3x256 Mish, 2 sampling steps, twin Q, EMA teacher" if s.algo == "consistency_ac"
+               else f"configs/agent/{s.algo}.yaml")
+    print(f"\n## Training throughput (batch {BATCH}, {setting}; median of {s.rounds} rounds of "
+          f"{s.train_steps} updates)")
     print_table(["mode", "steps/s", "best round", "worst round", "steps/CPU-s", "first update (s)"],
                 [(r, [t["mode"], f"{t['steps_per_s']:.1f}", f"{t['best']:.1f}", f"{t['worst']:.1f}",
                       f"{t['steps_per_cpu_s']:.1f}", f"{t['first_update_s']:.1f}"])
@@ -322,6 +339,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (cuda when available)")
     p.add_argument("--threads", default="1,2", help="CPU thread counts, comma-separated (one process each)")
     p.add_argument("--modes", default="eager,compile", help="eager and/or compile, comma-separated")
+    p.add_argument("--algo", default="consistency_ac", choices=("consistency_ac", *BASELINES),
+                   help="the agent to time (baselines at their configs/agent/<algo>.yaml settings)")
     p.add_argument("--quick", action="store_true", help="fewer timed steps and acting settings")
     p.add_argument("--act-steps", help="sampling steps of the acting table, comma-separated (default 1,2,5)")
     p.add_argument("--act-candidates", default="1,50", help="candidates of the acting table, comma-separated")
@@ -335,11 +354,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     if not modes or set(modes) - {"eager", "compile"}:
         p.error(f"--modes takes eager and/or compile, got {args.modes!r}")
     gpu = device.startswith("cuda")
-    s = Settings(device=device, modes=modes,
+    baseline = args.algo in BASELINES  # deterministic actors: one acting setting
+    s = Settings(device=device, algo=args.algo, modes=modes,
                  train_steps=(200 if gpu else 20) if args.quick else (1000 if gpu else 50),
                  rounds=3 if args.quick else 5,
-                 act_steps=_ints(args.act_steps or ("1,2" if args.quick else "1,2,5")),
-                 act_candidates=_ints(args.act_candidates),
+                 act_steps=[1] if baseline else _ints(args.act_steps or ("1,2" if args.quick else "1,2,5")),
+                 act_candidates=[1] if baseline else _ints(args.act_candidates),
                  act_calls=100 if args.quick else 300,
                  eval_episodes=0 if args.no_eval else (10 if args.quick else 30), export=args.export)
     return args, s

@@ -1,9 +1,14 @@
 """Small configurations shared by the training tests."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from cmrl.training.config import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 TINY_OVERRIDES = [
     "steps=40", "batch_size=32", "eval_every=0", "eval_episodes=2", "eval_envs=2", "checkpoint_every=20",
@@ -40,3 +45,15 @@ def flat_tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
     elif isinstance(state, torch.Tensor):
         out[prefix] = state
     return out
+
+
+def compose(overrides: list[str]) -> Any:
+    """configs/config.yaml composed by Hydra with `overrides`, the hydra node included."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from cmrl.training.config import register_schema
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=True)

@@ -19,13 +19,7 @@ from cmrl.errors import CheckpointError
 FAST = ConsistencyConfig(curriculum="fixed", s0=2, s1=2)  # CT with a fixed 3-point grid: learns in ~100 steps
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread (and leave the other core to other processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cfg(**kw) -> AgentConfig:
@@ -107,7 +101,7 @@ def test_agent_lr_decays_per_update():
 @pytest.mark.parametrize(
     "kw,message",
     [
-        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc; got 'sac'"),
+        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, td3_bc, iql, rebrac; got"),
         (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound; got 'mc'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),
         (dict(consistency=ConsistencyConfig(index_sampling="beta")), r"agent\.consistency\.index_sampling"),

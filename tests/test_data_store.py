@@ -35,6 +35,8 @@ def check_batch(batch, size: int, device: torch.device) -> None:
     torch.testing.assert_close(batch.rewards, 2 * i)
     torch.testing.assert_close(batch.next_observations, torch.stack([i + 1, -i - 1], 1))
     torch.testing.assert_close(batch.terminals, (i % 7 == 6).float())
+    # the data's next action: row i + 1's within the episode, row i's own at its end (terminals, the last row)
+    torch.testing.assert_close(batch.next_actions[:, 0], torch.where((i % 7 == 6) | (i == N - 1), i, i + 1) / 100)
     # G_i = sum_{j=i}^{end} 0.99^(j-i) 2j, the episode ending at the next terminal (rows 6, 13, ...)
     expected = [sum(0.99 ** (j - row) * 2 * j for j in range(row, min(row - row % 7 + 7, N)))
                 for row in i.long().tolist()]

@@ -41,7 +41,7 @@ def _batch(seed: int, device: torch.device) -> Batch:
     batch = Batch(torch.randn(B, S, generator=g), torch.rand(B, A, generator=g) * 2 - 1, torch.randn(B, generator=g),
                   torch.randn(B, S, generator=g), (torch.rand(B, generator=g) < 0.2).float(),
                   torch.randn(B, generator=g))
-    return Batch(*(t.to(device) for t in batch))
+    return Batch(*(t.to(device) if t is not None else None for t in batch))
 
 
 def _pair(device: str, **overrides: object):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import flat_tensors
+from helpers import compose, flat_tensors
 
 from cmrl.training.config import to_train_config
 from cmrl.training.loop import train as train_run
@@ -148,17 +148,6 @@ def test_optuna_sweeper_maximises_the_final_score_past_failed_trials(tmp_path, p
 
 
 # --- the benchmark experiment ------------------------------------------------------------------------------
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from cmrl.training.config import register_schema
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides, return_hydra_config=True)
-
-
 def test_bench_experiment_declares_the_whole_benchmark():
     cfg = compose(["experiment=bench_d4rl_style"])
     params = cfg.hydra.sweeper.params
@@ -178,7 +167,8 @@ def test_bench_experiment_declares_the_whole_benchmark():
     assert full.hydra.sweeper.params.dataset == params.dataset and full.hydra.launcher.n_jobs == 2
 
 
-@pytest.mark.parametrize("experiment", ["bench_d4rl_style", "bench_d4rl_style_full", "optuna_search"])
+@pytest.mark.parametrize("experiment",
+                         ["bench_d4rl_style", "bench_d4rl_style_full", "bench_baselines", "optuna_search"])
 def test_experiments_compose_with_every_launcher(experiment):
     for launcher in ("basic", "local_parallel", "submitit_local", "slurm"):
         cfg = compose([f"experiment={experiment}", f"hydra/launcher={launcher}"])

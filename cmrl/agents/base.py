@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from cmrl.data.store import Batch
+from cmrl.errors import CheckpointError
 
 Metrics = dict[str, Tensor]
 """Detached 0-dim tensors; the training loop reads them (one device sync) only when it logs."""
@@ -43,3 +44,34 @@ class Agent(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict()`; raises CheckpointError naming a missing or mismatched part."""
         ...
+
+
+class SavesModules:
+    """`state_dict` / `load_state_dict` over the named parts that `_modules()` lists (networks, averages,
+    optimisers, schedulers; None for a part this configuration lacks), plus the step counter."""
+
+    step: int
+
+    def _modules(self) -> dict[str, Optional[Any]]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: every part's state and the step."""
+        state: dict[str, Any] = {name: m.state_dict() for name, m in self._modules().items() if m is not None}
+        state["step"] = self.step
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict()`; a missing or mismatched part raises CheckpointError naming it."""
+        for name, module in self._modules().items():
+            if module is None:
+                continue
+            if name not in state:
+                raise CheckpointError(f"the agent state has no {name!r}: it was saved by a differently configured "
+                                      "agent")
+            try:
+                module.load_state_dict(state[name])
+            except (RuntimeError, KeyError, ValueError) as err:
+                raise CheckpointError(f"cannot load {name!r} into this agent (different architecture or "
+                                      f"configuration?): {err}") from err
+        self.step = int(state["step"])

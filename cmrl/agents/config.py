@@ -1,4 +1,9 @@
-"""The configuration of the consistency agents (one schema for Consistency-BC and Consistency-AC)."""
+"""The configuration of every agent: one schema, `algo` selects the algorithm.
+
+Shared fields (networks, learning rates, gamma, tau, the critic ensemble) mean the same for every
+agent; each baseline's own hyperparameters live in its section (`agent.td3_bc`, `agent.iql`,
+`agent.rebrac`), and the fields marked "consistency agents" are read by those only.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -6,49 +11,124 @@ from typing import Optional
 
 from cmrl.consistency import ICT, ConsistencyConfig
 from cmrl.errors import ConfigError
+from cmrl.nn import ACTIVATIONS
 
-ALGOS = ("consistency_ac", "consistency_bc")
+ALGOS = ("consistency_ac", "consistency_bc", "td3_bc", "iql", "rebrac")
 CRITIC_TARGETS = ("td", "td_return_bound")
 
 
 @dataclass
+class TD3Config:
+    """The TD3 machinery that TD3+BC and ReBRAC share (Fujimoto et al. 2018; CORL's defaults)."""
+
+    policy_noise: float = 0.2  # std of the Gaussian noise added to target actions (target policy smoothing)
+    noise_clip: float = 0.5  # the smoothing noise is clipped to [-noise_clip, noise_clip]
+    policy_freq: int = 2  # the actor and the target networks are updated every policy_freq critic updates
+
+    def validate(self, prefix: str) -> None:
+        for key in ("policy_noise", "noise_clip"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
+        if self.policy_freq < 1:
+            raise ConfigError(f"{prefix}.policy_freq must be >= 1, got {self.policy_freq}")
+
+
+@dataclass
+class TD3BCConfig(TD3Config):
+    """TD3+BC (Fujimoto & Gu 2021)."""
+
+    alpha: float = 2.5  # lambda = alpha / mean|Q(s, pi(s))|, the weight of the Q term against the BC term
+
+    def validate(self, prefix: str) -> None:
+        super().validate(prefix)
+        if self.alpha < 0:
+            raise ConfigError(f"{prefix}.alpha must be >= 0, got {self.alpha}")
+
+
+@dataclass
+class ReBRACConfig(TD3Config):
+    """ReBRAC (Tarasov et al. 2023): CORL's defaults (the paper tunes both coefficients per dataset)."""
+
+    actor_bc_coef: float = 1.0  # beta_1: weight of ||pi(s) - a||^2 in the actor loss
+    critic_bc_coef: float = 1.0  # beta_2: weight of ||a' - a'_data||^2 subtracted from Q' in the critic target
+
+    def validate(self, prefix: str) -> None:
+        super().validate(prefix)
+        for key in ("actor_bc_coef", "critic_bc_coef"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass
+class IQLConfig:
+    """IQL (Kostrikov et al. 2022; CORL's defaults for the gym-MuJoCo tasks)."""
+
+    expectile: float = 0.7  # tau of the expectile loss of V: 0.5 fits the mean, -> 1 the max over the data's actions
+    temperature: float = 3.0  # beta of the advantage weights exp(beta A)
+    max_weight: float = 100.0  # exp(beta A) is clipped to this (CORL's EXP_ADV_MAX)
+    # a deterministic actor (weighted squared error) instead of the Gaussian (weighted log-likelihood)
+    deterministic: bool = False
+
+    def validate(self, prefix: str) -> None:
+        if not 0.0 < self.expectile < 1.0:
+            raise ConfigError(f"{prefix}.expectile must be in (0, 1), got {self.expectile}")
+        for key in ("temperature", "max_weight"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{prefix}.{key} must be > 0, got {getattr(self, key)}")
+
+
+@dataclass
 class AgentConfig:
-    # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only)
+    # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only) |
+    # td3_bc | iql | rebrac (the baselines, cmrl/agents/<algo>.py)
     algo: str = "consistency_ac"
-    # the CT/iCT objective (presets: agent/consistency=ict|ct)
+    # the CT/iCT objective (presets: agent/consistency=ict|ct; consistency agents)
     consistency: ConsistencyConfig = field(default_factory=lambda: replace(ICT))
-    hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # actor MLP widths (Mish)
-    critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic MLP widths (Mish)
-    critic_layer_norm: bool = False  # LayerNorm before each hidden Mish of the critics (bounded Q extrapolation)
-    time_embed_dim: int = 16  # sinusoidal features of c_noise(sigma) fed to the actor
-    bounded_actions: bool = True  # tanh-bounded consistency function: actions stay in [-1, 1], boundary condition exact
+    td3_bc: TD3BCConfig = field(default_factory=TD3BCConfig)  # TD3+BC's own hyperparameters (algo=td3_bc)
+    iql: IQLConfig = field(default_factory=IQLConfig)  # IQL's own hyperparameters (algo=iql)
+    rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)  # ReBRAC's own hyperparameters (algo=rebrac)
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # actor MLP widths
+    critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic (and IQL's V) MLP widths
+    activation: str = "mish"  # hidden activation of every network: mish | relu (the baselines' papers)
+    critic_layer_norm: bool = False  # LayerNorm before each hidden activation of the critics (bounded Q extrapolation)
+    time_embed_dim: int = 16  # sinusoidal features of c_noise(sigma) fed to the actor (consistency agents)
+    # tanh-bounded consistency function: actions stay in [-1, 1], boundary condition exact (consistency agents;
+    # the baselines' actors always end in tanh)
+    bounded_actions: bool = True
     # Adam learning rate of the policy, cosine-decayed per step (short runs imitate better with 1e-3:
     # see experiment=bench_d4rl_style)
     actor_lr: float = 3e-4
-    critic_lr: float = 3e-4  # Adam learning rate of the critics
+    critic_lr: float = 3e-4  # Adam learning rate of the critics (and of IQL's V)
+    # The schedule (warm-up, then cosine) drives every optimiser of the consistency agents and the actor's
+    # of the baselines, whose critics keep constant rates as in their papers.
     lr_warmup_steps: int = 0  # linear warm-up steps before the schedule
-    min_lr_ratio: float = 0.0  # final learning rate of the cosine schedule, as a fraction of the initial one
+    # final learning rate of the cosine schedule, as a fraction of the initial one; 1 = constant rates
+    min_lr_ratio: float = 0.0
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     actor_grad_clip: float = 10.0  # max global gradient norm of the actor; <= 0 disables clipping
     critic_grad_clip: float = 10.0  # max global gradient norm of the critics; <= 0 disables clipping
     discount: float = 0.99  # gamma
-    tau: float = 0.005  # Polyak rate of the target critics
+    tau: float = 0.005  # Polyak rate of the target networks
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
     eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
     # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t), G_t the data's return-to-go
+    # (consistency_ac; the baselines keep their papers' targets)
     critic_target: str = "td"
-    max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL)
+    max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL; consistency_ac)
     backup_samples: int = 10  # actions sampled per next state for max_q_backup
-    ema_decay: float = 0.995  # EMA of the policy used for acting and for target actions; 0 = use the student
+    # EMA of the policy used for acting and for target actions; 0 = use the student (consistency agents)
+    ema_decay: float = 0.995
     ema_start_step: int = 1000  # before this step the EMA policy is a copy of the student
-    train_sampling_steps: int = 2  # sampling steps for target actions and the actor's Q loss
-    act_sampling_steps: int = 2  # sampling steps when acting
+    train_sampling_steps: int = 2  # sampling steps for target actions and the actor's Q loss (consistency agents)
+    act_sampling_steps: int = 2  # sampling steps when acting (consistency agents)
     train_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for training sampling; None = Karras
     act_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for acting; None = Karras
-    act_candidates: int = 1  # N > 1: sample N actions per state and take the one with the highest min-Q
-    # acting noise z -> temperature * z; < 1 samples nearer the modes (low-temperature sampling)
+    # N > 1: sample N actions per state and take the one with the highest min-Q (consistency_ac)
+    act_candidates: int = 1
+    # acting noise z -> temperature * z; < 1 samples nearer the modes (low-temperature sampling; consistency
+    # agents: the baselines act deterministically)
     act_temperature: float = 1.0
-    compile: bool = False  # torch.compile the update (fast path; ~1 min cold compile)
+    compile: bool = False  # torch.compile the losses (fast path; ~1 min cold compile); every agent
 
     def validate(self, prefix: str = "agent") -> None:
         """Raise ConfigError naming the offending key for any value outside its domain."""
@@ -57,7 +137,12 @@ class AgentConfig:
         if self.critic_target not in CRITIC_TARGETS:
             raise ConfigError(f"{prefix}.critic_target must be one of {', '.join(CRITIC_TARGETS)}; "
                               f"got {self.critic_target!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"{prefix}.activation must be one of {', '.join(ACTIVATIONS)}; "
+                              f"got {self.activation!r}")
         self.consistency.validate(f"{prefix}.consistency")
+        for section in ("td3_bc", "iql", "rebrac"):
+            getattr(self, section).validate(f"{prefix}.{section}")
         for key in ("hidden_dims", "critic_hidden_dims"):
             dims = getattr(self, key)
             if not dims or any(d < 1 for d in dims):
@@ -81,8 +166,10 @@ class AgentConfig:
                 raise ConfigError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:
             raise ConfigError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
-        if self.algo == "consistency_bc" and self.act_candidates > 1:
-            raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but consistency_bc has no critic; "
+        if self.algo != "consistency_ac" and self.act_candidates > 1:
+            why = ("consistency_bc has no critic" if self.algo == "consistency_bc"
+                   else f"{self.algo} acts deterministically")
+            raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but {why}; "
                              "set act_candidates=1 or use agent=consistency_ac")
         for key, steps in (("train_sampling_sigmas", self.train_sampling_steps),
                            ("act_sampling_sigmas", self.act_sampling_steps)):

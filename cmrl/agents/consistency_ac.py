@@ -56,7 +56,7 @@ class ConsistencyAC(ConsistencyBC):
                  device: torch.device | str = "cpu"):
         super().__init__(cfg, obs_dim, action_dim, total_steps, device)
         self.critic = QEnsemble(obs_dim, action_dim, cfg.critic_hidden_dims, cfg.ensemble_size,
-                                 cfg.critic_layer_norm).to(self.device)
+                                 cfg.critic_layer_norm, cfg.activation).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay,
                                                self._capture)

@@ -19,12 +19,11 @@ from torch import Tensor
 
 from cmrl.consistency import ConsistencyTraining, NoisePairs, default_sampling_sigmas, sampling_noise
 from cmrl.data.store import Batch
-from cmrl.errors import CheckpointError
 from cmrl.nn import ema_update
 from cmrl.policies import ConsistencyPolicy
 
 from .acceleration import CapturedStep, captures_updates, maybe_compile
-from .base import Metrics
+from .base import Metrics, SavesModules
 from .config import AgentConfig
 from .optim import gradient_step, make_optimizer, make_scheduler, set_capturable
 
@@ -45,7 +44,7 @@ class UpdateNoise(NamedTuple):
     actor: list[Tensor]  # z_1..z_T of a_pi in the Q loss (Consistency-AC with eta > 0; else empty)
 
 
-class ConsistencyBC:
+class ConsistencyBC(SavesModules):
     """The `Agent` of behaviour cloning with a consistency policy; Consistency-AC extends it."""
 
     def __init__(self, cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int,
@@ -57,7 +56,7 @@ class ConsistencyBC:
         c = cfg.consistency
         self.objective = ConsistencyTraining(c, total_steps, action_dim)
         self.policy = ConsistencyPolicy(obs_dim, action_dim, cfg.hidden_dims, cfg.time_embed_dim, c,
-                                        cfg.bounded_actions).to(self.device)
+                                        cfg.bounded_actions, cfg.activation).to(self.device)
         self.teacher = self._frozen_copy(self.policy) if c.teacher == "ema" else None
         self.ema_policy = self._frozen_copy(self.policy) if cfg.ema_decay > 0 else None
         self._capture = captures_updates(cfg.compile, self.device)
@@ -194,26 +193,9 @@ class ConsistencyBC:
         return {"policy": self.policy, "teacher": self.teacher, "ema_policy": self.ema_policy,
                 "actor_optimizer": self.actor_optimizer, "actor_scheduler": self.actor_scheduler}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: networks, averages, optimisers, schedulers and the step."""
-        state: dict[str, Any] = {name: m.state_dict() for name, m in self._modules().items() if m is not None}
-        state["step"] = self.step
-        return state
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict()`; a missing or mismatched part raises CheckpointError naming it."""
-        for name, module in self._modules().items():
-            if module is None:
-                continue
-            if name not in state:
-                raise CheckpointError(f"the agent state has no {name!r}: it was saved by a differently configured "
-                                      "agent")
-            try:
-                module.load_state_dict(state[name])
-            except (RuntimeError, KeyError, ValueError) as err:
-                raise CheckpointError(f"cannot load {name!r} into this agent (different architecture or "
-                                      f"configuration?): {err}") from err
-        self.step = int(state["step"])
+        """Restore a `state_dict()` (see `SavesModules`), then prepare the fast path anew."""
+        super().load_state_dict(state)
         # the optimisers now hold the saved settings and new state tensors: prepare them, capture anew
         for optimizer in self._optimizers():
             set_capturable(optimizer, self._capture)

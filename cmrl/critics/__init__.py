@@ -1,4 +1,5 @@
-"""Q-critics."""
+"""Q-critics and state values."""
 from .q_ensemble import QEnsemble
+from .value import ValueFunction
 
-__all__ = ["QEnsemble"]
+__all__ = ["QEnsemble", "ValueFunction"]

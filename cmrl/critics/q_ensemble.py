@@ -18,12 +18,12 @@ class QEnsemble(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], ensemble_size: int = 2,
-                 layer_norm: bool = False):
+                 layer_norm: bool = False, activation: str = "mish"):
         super().__init__()
         if ensemble_size < 1:
             raise ValueError(f"the critic ensemble needs at least one member, got {ensemble_size}")
         self.ensemble_size = ensemble_size
-        self.net = ensemble_mlp(obs_dim + action_dim, hidden_dims, 1, ensemble_size, layer_norm)
+        self.net = ensemble_mlp(obs_dim + action_dim, hidden_dims, 1, ensemble_size, layer_norm, activation)
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         x = torch.cat([obs, action], dim=-1)

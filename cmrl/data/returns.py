@@ -1,4 +1,4 @@
-"""Discounted sums of the data's rewards, episode by episode: the returns-to-go."""
+"""Quantities read along each episode of the data: the returns-to-go and the next actions."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,3 +40,16 @@ def returns_to_go(data: TransitionData, discount: float) -> np.ndarray:
         running = rewards[t] + (0.0 if ends[t] else discount * running)
         out[t] = running
     return np.asarray(out, dtype=np.float32)
+
+
+def next_actions(data: TransitionData) -> np.ndarray:
+    """a_{t+1}, the action the data took in s_{t+1}, float32 of shape (N, act_dim) (ReBRAC's critic penalty).
+
+    Where the episode ends after t (see `episode_ends`) the data holds no a_{t+1}, and a_t stands in:
+    at a terminal the target does not bootstrap, so the value is unused; at a time-limit cut (one row
+    per episode) the previous action is the nearest the data offers.
+    """
+    out = data.actions.copy()
+    continues = ~episode_ends(data)
+    out[:-1][continues[:-1]] = data.actions[1:][continues[:-1]]
+    return out

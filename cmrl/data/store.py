@@ -6,7 +6,7 @@ from typing import Any, NamedTuple, Optional, Union
 import torch
 
 from .dataset import TransitionData
-from .returns import returns_to_go
+from .returns import next_actions, returns_to_go
 
 
 class Batch(NamedTuple):
@@ -18,6 +18,7 @@ class Batch(NamedTuple):
     next_observations: torch.Tensor  # (B, obs_dim)
     terminals: torch.Tensor  # (B,) 1.0 = true terminal: no bootstrap
     returns: Optional[torch.Tensor] = None  # (B,) discounted return-to-go G_t of the data from this transition
+    next_actions: Optional[torch.Tensor] = None  # (B, act_dim) the data's action a_{t+1} (a_t at an episode end)
 
 
 class TransitionStore:
@@ -25,13 +26,14 @@ class TransitionStore:
 
     Sampling draws indices with the store's own generator (on the same device), so runs are
     reproducible from `seed()` and resumable exactly from `state_dict()`. Each row also carries the
-    data's discounted return-to-go G_t (`returns_to_go` with `discount`: pass the agent's gamma).
+    data's discounted return-to-go G_t (`returns_to_go` with `discount`: pass the agent's gamma) and
+    the data's next action a_{t+1} (`next_actions`).
     """
 
     def __init__(self, data: TransitionData, device: Union[torch.device, str], discount: float) -> None:
         data.check()
         self.device = torch.device(device)
-        arrays = {**data.arrays(), "returns": returns_to_go(data, discount)}
+        arrays = {**data.arrays(), "returns": returns_to_go(data, discount), "next_actions": next_actions(data)}
         self._tensors = [torch.as_tensor(arrays[name]).to(self.device) for name in Batch._fields]
         self._size = len(data)
         self.generator = torch.Generator(device=self.device)

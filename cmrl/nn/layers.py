@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import torch
@@ -28,12 +28,16 @@ class Mish(nn.Module):
         return mish(x)
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
-    """Linear-Mish stack: in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim (no output activation)."""
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"mish": Mish, "relu": nn.ReLU}
+"""The hidden activations by config name: Mish (the consistency agents) and ReLU (the baselines' papers)."""
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "mish") -> nn.Sequential:
+    """Linear-activation stack: in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim (no output activation)."""
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), Mish()]
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(dims[-1], out_dim))
     return nn.Sequential(*layers)
 
@@ -92,10 +96,10 @@ class EnsembleLayerNorm(nn.Module):
 
 
 def ensemble_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, ensemble_size: int,
-                 layer_norm: bool = False) -> nn.Sequential:
+                 layer_norm: bool = False, activation: str = "mish") -> nn.Sequential:
     """`mlp` with every layer an `EnsembleLinear`: K members in one batched pass.
 
-    layer_norm puts an `EnsembleLayerNorm` between each hidden layer and its Mish. The features then
+    layer_norm puts an `EnsembleLayerNorm` between each hidden layer and its activation. The features then
     stay bounded for any input, so Q cannot extrapolate linearly to large values on actions far from
     the data (Ball et al. 2023; ReBRAC, Tarasov et al. 2023).
     """
@@ -105,9 +109,10 @@ def ensemble_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, ensemble_size
         layers.append(EnsembleLinear(a, b, ensemble_size))
         if layer_norm:
             layers.append(EnsembleLayerNorm(b, ensemble_size))
-        layers.append(Mish())
+        layers.append(ACTIVATIONS[activation]())
     layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size))
     return nn.Sequential(*layers)
 
 
-__all__ = ["EnsembleLayerNorm", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish", "mlp"]
+__all__ = ["ACTIVATIONS", "EnsembleLayerNorm", "EnsembleLinear", "Mish", "SinusoidalEmbedding", "ensemble_mlp", "mish",
+           "mlp"]

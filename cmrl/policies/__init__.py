@@ -1,4 +1,5 @@
 """Policy families."""
 from .consistency_policy import ConsistencyPolicy
+from .deterministic import DeterministicPolicy, GaussianPolicy
 
-__all__ = ["ConsistencyPolicy"]
+__all__ = ["ConsistencyPolicy", "DeterministicPolicy", "GaussianPolicy"]

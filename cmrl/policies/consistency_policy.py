@@ -21,13 +21,13 @@ class ConsistencyPolicy(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], time_embed_dim: int,
-                 consistency: ConsistencyConfig, bounded: bool = True):
+                 consistency: ConsistencyConfig, bounded: bool = True, activation: str = "mish"):
         super().__init__()
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.sigma_min, self.sigma_data = consistency.sigma_min, consistency.sigma_data
         self.bounded = bounded
         self.embed = SinusoidalEmbedding(time_embed_dim)
-        self.net = mlp(action_dim + time_embed_dim + obs_dim, hidden_dims, action_dim)
+        self.net = mlp(action_dim + time_embed_dim + obs_dim, hidden_dims, action_dim, activation)
 
     def forward(self, x: Tensor, sigma: Tensor, obs: Tensor) -> Tensor:
         """f_theta(x, sigma | s) for x: (B, A), sigma: (B, 1), obs: (B, S) -> (B, A)."""
