@@ -11,6 +11,8 @@ INDEX_SAMPLINGS = ("uniform", "lognormal")
 METRICS = ("l2", "pseudo_huber")
 WEIGHTINGS = ("uniform", "inverse_delta")
 TEACHERS = ("ema", "stopgrad")
+OBJECTIVES = ("ct", "cd")
+SOLVERS = ("euler", "heun")
 
 
 @dataclass
@@ -36,6 +38,14 @@ class ConsistencyConfig:
     weighting: str = "uniform"  # lambda(sigma_n): uniform (1) | inverse_delta (1 / (sigma_{n+1} - sigma_n), iCT)
     teacher: str = "ema"  # theta^-: ema (CT, decay mu(k)) | stopgrad (iCT, theta^- = sg(theta))
     teacher_mu0: float = 0.9  # CT teacher: mu(k) = exp(s0 ln(mu0) / N(k))
+    # ct: consistency training (CT and iCT; the teacher input is x + sigma_n z) | cd: consistency
+    # distillation (Song et al. 2023, Alg. 2): the teacher input is one PF-ODE step of a pretrained
+    # diffusion denoiser D_phi from x + sigma_{n+1} z down to sigma_n
+    objective: str = "ct"
+    solver: str = "heun"  # cd: the PF-ODE solver of that step: euler | heun
+    # cd: the diffusion_bc checkpoint.pt (or its run directory) of the teacher D_phi, trained on the same
+    # dataset. Not to be confused with `teacher`, the target network theta^- of the consistency loss
+    teacher_checkpoint: Optional[str] = None
 
     def validate(self, prefix: str = "consistency") -> None:
         """Raise ValueError naming the offending key for any value outside its domain."""
@@ -44,6 +54,11 @@ class ConsistencyConfig:
         _choice(prefix, "metric", self.metric, METRICS)
         _choice(prefix, "weighting", self.weighting, WEIGHTINGS)
         _choice(prefix, "teacher", self.teacher, TEACHERS)
+        _choice(prefix, "objective", self.objective, OBJECTIVES)
+        _choice(prefix, "solver", self.solver, SOLVERS)
+        if self.objective == "cd" and not self.teacher_checkpoint:
+            raise ConfigError(f"{prefix}.objective=cd distils a diffusion_bc policy: set {prefix}.teacher_checkpoint "
+                              "to its checkpoint.pt (or run directory)")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ConfigError(f"{prefix}: need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
                              f"sigma_max={self.sigma_max}")
@@ -66,7 +81,32 @@ ICT = ConsistencyConfig(curriculum="ict", s0=10, s1=1280, index_sampling="lognor
                         weighting="inverse_delta", teacher="stopgrad")
 """Improved consistency training (Song & Dhariwal 2023)."""
 
-PRESETS = {"ct": CT, "ict": ICT}
+CD = ConsistencyConfig(objective="cd", solver="heun")
+"""Consistency distillation (Song et al. 2023, Alg. 2) with CT's settings and the Heun step of the paper's
+CD runs; it needs `teacher_checkpoint`."""
+
+PRESETS = {"ct": CT, "ict": ICT, "cd": CD}
+
+
+@dataclass
+class DiffusionConfig:
+    """The EDM diffusion policy (Karras et al. 2022): preconditioning, training noise, sampler grid."""
+
+    sigma_data: float = 0.5  # standard deviation of the data in c_skip, c_out, c_in and lambda(sigma)
+    p_mean: float = -1.2  # training noise levels: ln(sigma) ~ N(p_mean, p_std^2)
+    p_std: float = 1.2
+    sigma_min: float = 0.002  # the Heun sampler's grid: sigma_max > ... > sigma_min, then 0
+    sigma_max: float = 80.0
+    rho: float = 7.0  # curvature of that Karras grid
+
+    def validate(self, prefix: str = "diffusion") -> None:
+        """Raise ConfigError naming the offending key for any value outside its domain."""
+        for key in ("sigma_data", "p_std", "rho"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{prefix}.{key} must be > 0, got {getattr(self, key)}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ConfigError(f"{prefix}: need 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
+                              f"sigma_max={self.sigma_max}")
 
 
 def _choice(prefix: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
