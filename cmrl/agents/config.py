@@ -1,22 +1,24 @@
-"""The configuration of the consistency agents (one schema for Consistency-BC and Consistency-AC)."""
+"""The configuration of the agents (one schema for Consistency-BC, Consistency-AC and Diffusion-BC)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from cmrl.consistency import ICT, ConsistencyConfig
+from cmrl.consistency import ICT, ConsistencyConfig, DiffusionConfig
 from cmrl.errors import ConfigError
 
-ALGOS = ("consistency_ac", "consistency_bc")
+ALGOS = ("consistency_ac", "consistency_bc", "diffusion_bc")
 CRITIC_TARGETS = ("td", "td_return_bound")
 
 
 @dataclass
 class AgentConfig:
-    # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only)
+    # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only) |
+    # diffusion_bc (EDM diffusion policy, denoising loss; the teacher of objective=cd)
     algo: str = "consistency_ac"
-    # the CT/iCT objective (presets: agent/consistency=ict|ct)
+    # the CT/iCT/CD objective (presets: agent/consistency=ict|ct|cd)
     consistency: ConsistencyConfig = field(default_factory=lambda: replace(ICT))
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # diffusion_bc: EDM preconditioning and noise
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # actor MLP widths (Mish)
     critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic MLP widths (Mish)
     critic_layer_norm: bool = False  # LayerNorm before each hidden Mish of the critics (bounded Q extrapolation)
@@ -42,7 +44,7 @@ class AgentConfig:
     ema_decay: float = 0.995  # EMA of the policy used for acting and for target actions; 0 = use the student
     ema_start_step: int = 1000  # before this step the EMA policy is a copy of the student
     train_sampling_steps: int = 2  # sampling steps for target actions and the actor's Q loss
-    act_sampling_steps: int = 2  # sampling steps when acting
+    act_sampling_steps: int = 2  # sampling steps when acting (diffusion_bc: agent.diffusion.sampling_steps)
     train_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for training sampling; None = Karras
     act_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for acting; None = Karras
     act_candidates: int = 1  # N > 1: sample N actions per state and take the one with the highest min-Q
@@ -58,6 +60,7 @@ class AgentConfig:
             raise ConfigError(f"{prefix}.critic_target must be one of {', '.join(CRITIC_TARGETS)}; "
                               f"got {self.critic_target!r}")
         self.consistency.validate(f"{prefix}.consistency")
+        self.diffusion.validate(f"{prefix}.diffusion")
         for key in ("hidden_dims", "critic_hidden_dims"):
             dims = getattr(self, key)
             if not dims or any(d < 1 for d in dims):
@@ -81,9 +84,12 @@ class AgentConfig:
                 raise ConfigError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:
             raise ConfigError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
-        if self.algo == "consistency_bc" and self.act_candidates > 1:
-            raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but consistency_bc has no critic; "
+        if self.algo in ("consistency_bc", "diffusion_bc") and self.act_candidates > 1:
+            raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but {self.algo} has no critic; "
                              "set act_candidates=1 or use agent=consistency_ac")
+        if self.algo == "diffusion_bc" and self.act_sampling_sigmas is not None:
+            raise ConfigError(f"{prefix}.act_sampling_sigmas is for the consistency sampler; diffusion_bc samples on "
+                              f"the Karras grid of {prefix}.diffusion.sampling_steps and sigma_min/max")
         for key, steps in (("train_sampling_sigmas", self.train_sampling_steps),
                            ("act_sampling_sigmas", self.act_sampling_steps)):
             sigmas = getattr(self, key)

@@ -38,6 +38,7 @@ class ConsistencyConfig:
     weighting: str = "uniform"  # lambda(sigma_n): uniform (1) | inverse_delta (1 / (sigma_{n+1} - sigma_n), iCT)
     teacher: str = "ema"  # theta^-: ema (CT, decay mu(k)) | stopgrad (iCT, theta^- = sg(theta))
     teacher_mu0: float = 0.9  # CT teacher: mu(k) = exp(s0 ln(mu0) / N(k))
+    teacher_mu: Optional[float] = None  # a fixed EMA decay mu of theta^- instead of mu(k) (CD: 0.95); null = mu(k)
     # ct: consistency training (CT and iCT; the teacher input is x + sigma_n z) | cd: consistency
     # distillation (Song et al. 2023, Alg. 2): the teacher input is one PF-ODE step of a pretrained
     # diffusion denoiser D_phi from x + sigma_{n+1} z down to sigma_n
@@ -72,6 +73,8 @@ class ConsistencyConfig:
             raise ConfigError(f"{prefix}.huber_c must be > 0 or null, got {self.huber_c}")
         if not 0 < self.teacher_mu0 < 1:
             raise ConfigError(f"{prefix}.teacher_mu0 must be in (0, 1), got {self.teacher_mu0}")
+        if self.teacher_mu is not None and not 0 <= self.teacher_mu < 1:
+            raise ConfigError(f"{prefix}.teacher_mu must be in [0, 1) or null, got {self.teacher_mu}")
 
 
 CT = ConsistencyConfig()
@@ -81,9 +84,12 @@ ICT = ConsistencyConfig(curriculum="ict", s0=10, s1=1280, index_sampling="lognor
                         weighting="inverse_delta", teacher="stopgrad")
 """Improved consistency training (Song & Dhariwal 2023)."""
 
-CD = ConsistencyConfig(objective="cd", solver="heun")
-"""Consistency distillation (Song et al. 2023, Alg. 2) with CT's settings and the Heun step of the paper's
-CD runs; it needs `teacher_checkpoint`."""
+CD = ConsistencyConfig(curriculum="fixed", s1=17, teacher_mu=0.95, objective="cd", solver="heun")
+"""Consistency distillation (Song et al. 2023, Alg. 2) as the paper's CD runs: a fixed grid of N = 18
+points (CIFAR-10; openai/consistency_models uses 40 on ImageNet 64), Heun steps, squared L2, uniform n
+and weights, an EMA target theta^- with a fixed mu = 0.95. It needs `teacher_checkpoint`. (CT's
+curriculum would start at N = 2: one ODE step from sigma_max to sigma_min, far outside any solver's
+accuracy.)"""
 
 PRESETS = {"ct": CT, "ict": ICT, "cd": CD}
 
@@ -98,9 +104,15 @@ class DiffusionConfig:
     sigma_min: float = 0.002  # the Heun sampler's grid: sigma_max > ... > sigma_min, then 0
     sigma_max: float = 80.0
     rho: float = 7.0  # curvature of that Karras grid
+    # Heun steps N of the sampler when acting: 2N - 1 evaluations of D. EDM's 18 (35 evaluations): on a
+    # two-mode action law (+-0.5, width 0.05) the exact denoiser puts 99 % of samples within 0.15 of a
+    # mode with N = 18, 95 % with 10, 3 % with 5 (the samples overshoot the modes)
+    sampling_steps: int = 18
 
     def validate(self, prefix: str = "diffusion") -> None:
         """Raise ConfigError naming the offending key for any value outside its domain."""
+        if self.sampling_steps < 1:
+            raise ConfigError(f"{prefix}.sampling_steps must be >= 1, got {self.sampling_steps}")
         for key in ("sigma_data", "p_std", "rho"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{prefix}.{key} must be > 0, got {getattr(self, key)}")

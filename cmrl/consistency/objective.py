@@ -72,9 +72,11 @@ class ConsistencyTraining:
         return c.s1 + 1
 
     def teacher_decay(self, step: int) -> Optional[float]:
-        """mu(k) for the EMA teacher, or None when the teacher is sg(theta)."""
+        """mu(k) for the EMA teacher (the fixed teacher_mu when set), or None when the teacher is sg(theta)."""
         if self.cfg.teacher != "ema":
             return None
+        if self.cfg.teacher_mu is not None:
+            return self.cfg.teacher_mu
         return ct_teacher_ema(self.num_scales(step), self.cfg.s0, self.cfg.teacher_mu0)
 
     def grid(self, num_scales: int, device: torch.device) -> tuple[Tensor, Optional[Tensor]]:

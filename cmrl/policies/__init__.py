@@ -1,4 +1,6 @@
-"""Policy families."""
+"""Policy families: consistency policies and EDM diffusion policies over actions in [-1, 1]."""
+from .conditioned import NoiseConditionedNet
 from .consistency_policy import ConsistencyPolicy
+from .diffusion_policy import DiffusionPolicy
 
-__all__ = ["ConsistencyPolicy"]
+__all__ = ["ConsistencyPolicy", "DiffusionPolicy", "NoiseConditionedNet"]
