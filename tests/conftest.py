@@ -10,3 +10,14 @@ import pytest
 def _private_minari_store(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["MINARI_DATASETS_PATH"] = str(tmp_path_factory.mktemp("minari"))
     os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny networks run fastest on one torch thread (and leave the other cores to other processes)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

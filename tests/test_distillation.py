@@ -26,14 +26,7 @@ from cmrl.training.loggers import read_metrics
 from cmrl.training.loop import Trainer, train
 
 OBS_DIM = 2
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def bimodal_batch(n: int) -> Batch:
@@ -64,7 +57,7 @@ def small(**kw) -> AgentConfig:
 def bimodal_teacher() -> DiffusionBC:
     """Diffusion-BC after 800 updates (batch 256, lr 5e-3, acting EMA 0.99) on the bimodal law; ~4 s."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures set up before the function-scoped one_thread
+    torch.set_num_threads(1)  # module fixtures set up before the function-scoped single_thread
     torch.manual_seed(0)
     agent = make_agent(small(algo="diffusion_bc", actor_lr=5e-3, ema_decay=0.99), OBS_DIM, 1, 800)
     assert isinstance(agent, DiffusionBC)
