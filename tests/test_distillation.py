@@ -3,6 +3,7 @@ an exact teacher is consistent along the exact PF-ODE trajectory, a CD student r
 teacher's samples in 1-2 steps, and the Trainer distils from a diffusion_bc checkpoint (checked)."""
 from __future__ import annotations
 
+import copy
 import math
 import subprocess
 import sys
@@ -102,6 +103,99 @@ def test_cd_student_reproduces_the_teacher_in_one_and_two_steps(bimodal_teacher:
     finally:
         bimodal_teacher.act_sigmas = edm_sampling_sigmas(18, 0.002, 80.0, 7.0)
     assert abs(few["mean_abs"] - teacher["mean_abs"]) > 0.2 or few["between"] > 0.3, few
+
+
+def toy_batch(n: int = 32, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(n, 3, generator=g)
+    return Batch(obs, torch.rand(n, 2, generator=g) * 2 - 1, torch.zeros(n), obs, torch.zeros(n))
+
+
+def test_diffusion_bc_optimises_the_hand_written_denoising_loss():
+    """The actor's gradient is that of mean lambda(sigma) ||D(a + sigma z, sigma | s) - a||^2 on the
+    update's own (sigma, z), with lambda = (sigma^2 + 0.25) / (0.5 sigma)^2 written out here."""
+    torch.manual_seed(0)
+    agent = make_agent(small(algo="diffusion_bc", hidden_dims=[16, 16], actor_grad_clip=0.0), 3, 2, 100)
+    assert isinstance(agent, DiffusionBC)
+    batch = toy_batch()
+    agent.update(batch)
+    policy0 = copy.deepcopy(agent.policy)
+    drawn = []
+    draw = agent.draw_noise
+    agent.draw_noise = lambda n: drawn.append(draw(n)) or drawn[-1]  # type: ignore[method-assign]
+    metrics = agent.update(batch)
+    sigma, z = drawn[0]
+    weight = (sigma ** 2 + 0.25) / (0.5 * sigma) ** 2
+    denoised = policy0(batch.actions + sigma * z, sigma, batch.observations)
+    loss = (weight * (denoised - batch.actions) ** 2).sum(-1).mean()
+    assert metrics["loss/actor"].item() == pytest.approx(loss.item(), rel=1e-5)
+    hand = torch.autograd.grad(loss, list(policy0.parameters()))
+    for got, expected in zip([p.grad for p in agent.policy.parameters()], hand):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_cd_optimises_the_hand_written_distillation_loss():
+    """L_CD: || f_theta(x_{n+1}, sigma_{n+1}) - f_theta^-(x_hat_n, sigma_n) ||^2 with x_hat_n the Heun step of
+    the teacher's PF-ODE written out here (CD preset: squared L2, uniform weights, EMA target)."""
+    torch.manual_seed(0)
+    cfg = small(algo="consistency_bc", consistency=replace(CD, teacher_checkpoint="(in memory)"), hidden_dims=[16, 16],
+                actor_grad_clip=0.0, ema_decay=0.0)
+    agent = make_agent(cfg, 3, 2, 100)
+    assert isinstance(agent, ConsistencyBC)
+    teacher = DiffusionPolicy(3, 2, [16], 4, DiffusionConfig())
+    agent.set_distillation_teacher(teacher)
+    batch = toy_batch()
+    for _ in range(2):
+        agent.update(batch)
+    assert agent.teacher is not None
+    student0, target0 = copy.deepcopy(agent.policy), copy.deepcopy(agent.teacher)
+    drawn = []
+    draw = agent.draw_noise
+    agent.draw_noise = lambda n: drawn.append(draw(n)) or drawn[-1]  # type: ignore[method-assign]
+    agent.update(batch)
+    pairs, obs, a = drawn[0].pairs, batch.observations, batch.actions
+    s1, s0 = pairs.sigma_next, pairs.sigma
+    x = a + s1 * pairs.z
+    with torch.no_grad():
+        d = (x - teacher(x, s1, obs)) / s1
+        x_euler = x + (s0 - s1) * d
+        x_hat = x + (s0 - s1) * 0.5 * (d + (x_euler - teacher(x_euler, s0, obs)) / s0)
+        target = target0(x_hat, s0, obs)
+    loss = (student0(x, s1, obs) - target).square().sum(-1).mean()
+    got = [p.grad for p in agent.policy.parameters()]
+    for g, hand in zip(got, torch.autograd.grad(loss, list(student0.parameters()))):
+        torch.testing.assert_close(g, hand, rtol=1e-4, atol=1e-7)
+    # control: CT's teacher input a + sigma_n z would have given another gradient
+    with torch.no_grad():
+        ct_target = target0(a + s0 * pairs.z, s0, obs)
+    ct = torch.autograd.grad((student0(x, s1, obs) - ct_target).square().sum(-1).mean(), list(student0.parameters()))
+    assert any(not torch.allclose(g, w, rtol=1e-3, atol=1e-6) for g, w in zip(got, ct))
+
+
+def test_diffusion_bc_acts_in_the_box_and_round_trips_its_state():
+    torch.manual_seed(0)
+    cfg = small(algo="diffusion_bc", hidden_dims=[16, 16], diffusion=DiffusionConfig(sampling_steps=4))
+    agent, other = make_agent(cfg, 3, 2, 100), make_agent(cfg, 3, 2, 100)
+    batch = toy_batch()
+    for _ in range(3):
+        agent.update(batch)
+    other.load_state_dict(agent.state_dict())
+    assert other.step == 3 and set(agent.state_dict()) == {"policy", "ema_policy", "actor_optimizer",
+                                                           "actor_scheduler", "step"}
+    obs = 10 * torch.randn(64, 3)
+    actions = agent.act(obs, torch.Generator().manual_seed(5))
+    assert actions.shape == (64, 2) and actions.abs().max() <= 1.0
+    torch.testing.assert_close(other.act(obs, torch.Generator().manual_seed(5)), actions, rtol=0, atol=0)
+    torch.manual_seed(9)
+    a = agent.update(batch)
+    torch.manual_seed(9)
+    b = other.update(batch)
+    assert a["loss/actor"].item() == b["loss/actor"].item()
+    cold = replace(cfg, act_temperature=0.0)
+    deterministic = make_agent(cold, 3, 2, 100)
+    deterministic.load_state_dict(agent.state_dict())
+    first = deterministic.act(obs[:4], torch.Generator().manual_seed(1))
+    torch.testing.assert_close(deterministic.act(obs[:4], torch.Generator().manual_seed(2)), first, rtol=0, atol=0)
 
 
 MU, S = 0.1, 0.2  # Gaussian action data N(mu, s^2)
