@@ -17,10 +17,11 @@ SOLVERS = ("euler", "heun")
 
 @dataclass
 class ConsistencyConfig:
-    """Every design choice that separates original CT from iCT, as an independent switch.
+    """Every design choice that separates original CT from iCT, and CT from CD, as an independent switch.
 
     The defaults are original consistency training (Song et al. 2023); `ICT` below holds Song &
-    Dhariwal (2023). Both share sigma_min, sigma_max, rho and sigma_data.
+    Dhariwal (2023), `CD` consistency distillation (Song et al. 2023, Alg. 2). All share sigma_min,
+    sigma_max, rho and sigma_data.
     """
 
     sigma_min: float = 0.002  # epsilon: the boundary noise level where f(x, sigma_min) = x exactly
