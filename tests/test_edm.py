@@ -19,17 +19,8 @@ from cmrl.consistency import (
     c_noise,
     c_out,
     c_skip,
-    denoising_loss,
-    edm_c_out,
-    edm_c_skip,
-    edm_sampling_sigmas,
-    edm_weight,
-    euler_step,
-    heun_sample,
-    heun_step,
-    lognormal_sigmas,
+    edm,
     make_objective,
-    ode_step,
 )
 from cmrl.errors import ConfigError
 
@@ -53,26 +44,26 @@ def test_edm_scalings_by_hand():
     sigma = torch.tensor([[0.5], [2.0]], dtype=torch.float64)
     # sigma_data 0.5, sigma 0.5: c_skip 0.25/0.5, c_out 0.25/sqrt(0.5), c_in 1/sqrt(0.5), lambda 0.5/0.0625
     # sigma 2: c_skip 0.25/4.25, c_out 1/sqrt(4.25), c_in 1/sqrt(4.25), lambda 4.25/1
-    assert edm_c_skip(sigma, 0.5).flatten().tolist() == pytest.approx([0.5, 0.0588235294])
-    assert edm_c_out(sigma, 0.5).flatten().tolist() == pytest.approx([0.3535533906, 0.4850712501])
+    assert edm.edm_c_skip(sigma, 0.5).flatten().tolist() == pytest.approx([0.5, 0.0588235294])
+    assert edm.edm_c_out(sigma, 0.5).flatten().tolist() == pytest.approx([0.3535533906, 0.4850712501])
     assert c_in(sigma, 0.5).flatten().tolist() == pytest.approx([1.4142135624, 0.4850712501])
     assert c_noise(sigma).flatten().tolist() == pytest.approx([-0.1732867951, 0.1732867951])
-    assert edm_weight(sigma, 0.5).flatten().tolist() == pytest.approx([8.0, 4.25])
+    assert edm.edm_weight(sigma, 0.5).flatten().tolist() == pytest.approx([8.0, 4.25])
     # lambda = 1 / c_out^2, and the consistency scalings are EDM's shifted by sigma_min (equal at 0)
-    torch.testing.assert_close(edm_weight(sigma, 0.5), edm_c_out(sigma, 0.5) ** -2)
-    torch.testing.assert_close(c_skip(sigma, 0.0, 0.5), edm_c_skip(sigma, 0.5))
-    torch.testing.assert_close(c_out(sigma, 0.0, 0.5), edm_c_out(sigma, 0.5))
+    torch.testing.assert_close(edm.edm_weight(sigma, 0.5), edm.edm_c_out(sigma, 0.5) ** -2)
+    torch.testing.assert_close(c_skip(sigma, 0.0, 0.5), edm.edm_c_skip(sigma, 0.5))
+    torch.testing.assert_close(c_out(sigma, 0.0, 0.5), edm.edm_c_out(sigma, 0.5))
 
 
 def test_denoising_loss_by_hand():
     denoised, clean = torch.tensor([[0.1, 0.2], [1.0, -1.0]]), torch.tensor([[0.0, 0.0], [0.5, -0.5]])
     sigma = torch.tensor([[0.5], [2.0]])
     # 8 (0.01 + 0.04) = 0.4; 4.25 (0.25 + 0.25) = 2.125
-    assert denoising_loss(denoised, clean, sigma, 0.5).tolist() == pytest.approx([0.4, 2.125])
+    assert edm.denoising_loss(denoised, clean, sigma, 0.5).tolist() == pytest.approx([0.4, 2.125])
 
 
 def test_lognormal_sigmas_have_the_configured_log_moments():
-    sigma = lognormal_sigmas(200_000, -1.2, 1.2, generator=torch.Generator().manual_seed(0))
+    sigma = edm.lognormal_sigmas(200_000, -1.2, 1.2, generator=torch.Generator().manual_seed(0))
     assert sigma.shape == (200_000, 1) and (sigma > 0).all()
     assert sigma.log().mean().item() == pytest.approx(-1.2, abs=0.01)
     assert sigma.log().std().item() == pytest.approx(1.2, abs=0.01)
@@ -81,10 +72,10 @@ def test_lognormal_sigmas_have_the_configured_log_moments():
 def test_edm_sampling_sigmas_by_hand():
     # N = 3, rho 7: t_1 = (0.5 (0.002^(1/7) + 80^(1/7)))^7, computed by hand below
     mid = (0.5 * (0.002 ** (1 / 7) + 80 ** (1 / 7))) ** 7
-    assert edm_sampling_sigmas(3, 0.002, 80.0, 7.0) == pytest.approx([80.0, mid, 0.002, 0.0])
-    assert edm_sampling_sigmas(1, 0.002, 80.0, 7.0) == [80.0, 0.0]
+    assert edm.edm_sampling_sigmas(3, 0.002, 80.0, 7.0) == pytest.approx([80.0, mid, 0.002, 0.0])
+    assert edm.edm_sampling_sigmas(1, 0.002, 80.0, 7.0) == [80.0, 0.0]
     with pytest.raises(ValueError, match=">= 1"):
-        edm_sampling_sigmas(0, 0.002, 80.0, 7.0)
+        edm.edm_sampling_sigmas(0, 0.002, 80.0, 7.0)
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun"])
@@ -96,7 +87,7 @@ def test_ode_step_is_exact_for_single_point_data(solver):
         return a0.expand_as(x)
 
     x = torch.tensor([[2.25, 1.5]], dtype=torch.float64)  # x - a0 = (2, 2) at sigma' = 4
-    out = ode_step(denoiser, x, 4.0, 1.0, solver)
+    out = edm.ode_step(denoiser, x, 4.0, 1.0, solver)
     assert out.flatten().tolist() == pytest.approx([0.75, 0.0])  # a0 + 2 / 4
 
 
@@ -106,8 +97,8 @@ def test_euler_and_heun_steps_by_hand_on_gaussian_data():
     D(0.9, 0.5) = 0.3 + 0.25/0.5 * 0.6 = 0.6, d' = 0.6, Heun: 1.3 - 0.5 (0.8 + 0.6)/2 = 0.95;
     exact: 0.3 + sqrt(0.5 / 1.25) = 0.9324555."""
     x = torch.tensor([[1.3]], dtype=torch.float64)
-    euler = euler_step(gaussian_denoiser, x, 1.0, 0.5).item()
-    heun = heun_step(gaussian_denoiser, x, 1.0, 0.5).item()
+    euler = edm.euler_step(gaussian_denoiser, x, 1.0, 0.5).item()
+    heun = edm.heun_step(gaussian_denoiser, x, 1.0, 0.5).item()
     exact = gaussian_trajectory(1.3, 1.0, 0.5)
     assert euler == pytest.approx(0.9, abs=1e-12)
     assert heun == pytest.approx(0.95, abs=1e-12)
@@ -116,7 +107,7 @@ def test_euler_and_heun_steps_by_hand_on_gaussian_data():
     # per-row sigmas as (B, 1) tensors, as the CD objective passes them
     rows = torch.tensor([[1.3], [1.3]], dtype=torch.float64)
     sigmas = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
-    assert heun_step(gaussian_denoiser, rows, sigmas, sigmas / 2).flatten().tolist() == pytest.approx([0.95, 0.95])
+    assert edm.heun_step(gaussian_denoiser, rows, sigmas, sigmas / 2).flatten().tolist() == pytest.approx([0.95, 0.95])
 
 
 def test_heun_sampler_follows_the_exact_ode_and_counts_2n_minus_1_evaluations():
@@ -127,11 +118,12 @@ def test_heun_sampler_follows_the_exact_ode_and_counts_2n_minus_1_evaluations():
         return gaussian_denoiser(x, sigma)
 
     x_max = torch.tensor([[80.0], [-40.0]], dtype=torch.float64)
-    out = heun_sample(denoiser, x_max, edm_sampling_sigmas(18, 0.002, 80.0, 7.0))
+    out = edm.heun_sample(denoiser, x_max, edm.edm_sampling_sigmas(18, 0.002, 80.0, 7.0))
     assert len(calls) == 2 * 18 - 1
     exact = gaussian_trajectory(x_max, 80.0, 0.0)
     error_18 = (out - exact).abs().max().item()
-    error_72 = (heun_sample(gaussian_denoiser, x_max, edm_sampling_sigmas(72, 0.002, 80.0, 7.0)) - exact).abs().max()
+    fine = edm.heun_sample(gaussian_denoiser, x_max, edm.edm_sampling_sigmas(72, 0.002, 80.0, 7.0))
+    error_72 = (fine - exact).abs().max()
     assert error_18 < 0.03  # 0.0275 measured (x - mu = 79.7 at sigma_max)
     assert error_72 < error_18 / 10  # second order: 4x the steps, ~16x less error
     # by hand: mu + (x - mu) s / sqrt(s^2 + sigma_max^2)
