@@ -101,7 +101,8 @@ def test_agent_lr_decays_per_update():
 @pytest.mark.parametrize(
     "kw,message",
     [
-        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, td3_bc, iql, rebrac; got"),
+        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, diffusion_bc, td3_bc, iql, "
+                           r"rebrac; got 'sac'"),
         (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound; got 'mc'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),
         (dict(consistency=ConsistencyConfig(index_sampling="beta")), r"agent\.consistency\.index_sampling"),

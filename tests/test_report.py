@@ -14,21 +14,23 @@ import yaml
 
 from cmrl.results import (
     ReportSettings,
-    aggregate_curves,
-    bootstrap_ci,
     find_run_dirs,
     group_runs,
     improvement_rows,
-    interquartile_mean,
-    iqm_weights,
     load_run,
     markdown_report,
+    summarize_group,
+    text_report,
+)
+from cmrl.results.stats import (
+    aggregate_curves,
+    bootstrap_ci,
+    interquartile_mean,
+    iqm_weights,
     probability_of_improvement,
     probability_of_improvement_ci,
     stratified_bootstrap_ci,
     summarize,
-    summarize_group,
-    text_report,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

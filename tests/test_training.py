@@ -7,27 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import flat_tensors, tiny_config
 
 from cmrl.errors import ConfigError
 from cmrl.training.checkpoint import load_checkpoint, save_checkpoint
 from cmrl.training.config import to_train_config
 from cmrl.training.loggers import read_metrics
 from cmrl.training.loop import Trainer, train
-
-
-def _flat_tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Every tensor of a nested state dict, keyed by its path."""
-    out: dict[str, torch.Tensor] = {}
-    if isinstance(state, dict):
-        for key, value in state.items():
-            out.update(_flat_tensors(value, f"{prefix}/{key}"))
-    elif isinstance(state, (list, tuple)):
-        for i, value in enumerate(state):
-            out.update(_flat_tensors(value, f"{prefix}/{i}"))
-    elif isinstance(state, torch.Tensor):
-        out[prefix] = state
-    return out
 
 
 def test_a_run_writes_config_metrics_checkpoint_and_summary(tmp_path: Path) -> None:
@@ -69,8 +55,8 @@ def test_resume_after_a_crash_equals_the_straight_run(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["step"] == 20
 
     resumed_summary = train(replace(cfg, resume=str(tmp_path / "crashed")), tmp_path / "crashed")
-    expected = _flat_tensors(straight.agent.state_dict())
-    got = _flat_tensors(load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["agent"])
+    expected = flat_tensors(straight.agent.state_dict())
+    got = flat_tensors(load_checkpoint(tmp_path / "crashed" / "checkpoint.pt")["agent"])
     assert expected.keys() == got.keys() and len(expected) > 20
     for key in expected:
         assert torch.equal(expected[key], got[key]), key

@@ -7,12 +7,13 @@ from .base import Agent, Metrics
 from .config import AgentConfig, IQLConfig, ReBRACConfig, TD3BCConfig
 from .consistency_ac import ConsistencyAC
 from .consistency_bc import ConsistencyBC
+from .diffusion_bc import DiffusionBC
 from .iql import IQL
 from .rebrac import ReBRAC
 from .td3_bc import TD3BC
 
-AGENTS: dict[str, type[Agent]] = {"consistency_ac": ConsistencyAC, "consistency_bc": ConsistencyBC, "td3_bc": TD3BC,
-                                  "iql": IQL, "rebrac": ReBRAC}
+AGENTS: dict[str, type[Agent]] = {"consistency_ac": ConsistencyAC, "consistency_bc": ConsistencyBC,
+                                  "diffusion_bc": DiffusionBC, "td3_bc": TD3BC, "iql": IQL, "rebrac": ReBRAC}
 """The agent class of every `AgentConfig.algo`."""
 
 
@@ -23,5 +24,5 @@ def make_agent(cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int
     return AGENTS[cfg.algo](cfg, obs_dim, action_dim, total_steps, device)  # type: ignore[call-arg]
 
 
-__all__ = ["AGENTS", "IQL", "TD3BC", "Agent", "AgentConfig", "ConsistencyAC", "ConsistencyBC", "IQLConfig", "Metrics",
-           "ReBRAC", "ReBRACConfig", "TD3BCConfig", "make_agent"]
+__all__ = ["AGENTS", "IQL", "TD3BC", "Agent", "AgentConfig", "ConsistencyAC", "ConsistencyBC", "DiffusionBC",
+           "IQLConfig", "Metrics", "ReBRAC", "ReBRACConfig", "TD3BCConfig", "make_agent"]

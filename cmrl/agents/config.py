@@ -2,18 +2,19 @@
 
 Shared fields (networks, learning rates, gamma, tau, the critic ensemble) mean the same for every
 agent; each baseline's own hyperparameters live in its section (`agent.td3_bc`, `agent.iql`,
-`agent.rebrac`), and the fields marked "consistency agents" are read by those only.
+`agent.rebrac`), Diffusion-BC's in `agent.diffusion`, and the fields marked "consistency agents" are
+read by those only.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from cmrl.consistency import ICT, ConsistencyConfig
+from cmrl.consistency import ICT, ConsistencyConfig, DiffusionConfig
 from cmrl.errors import ConfigError
 from cmrl.nn import ACTIVATIONS
 
-ALGOS = ("consistency_ac", "consistency_bc", "td3_bc", "iql", "rebrac")
+ALGOS = ("consistency_ac", "consistency_bc", "diffusion_bc", "td3_bc", "iql", "rebrac")
 CRITIC_TARGETS = ("td", "td_return_bound")
 
 
@@ -80,10 +81,12 @@ class IQLConfig:
 @dataclass
 class AgentConfig:
     # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only) |
+    # diffusion_bc (EDM diffusion policy, denoising loss; the teacher of objective=cd) |
     # td3_bc | iql | rebrac (the baselines, cmrl/agents/<algo>.py)
     algo: str = "consistency_ac"
-    # the CT/iCT objective (presets: agent/consistency=ict|ct; consistency agents)
+    # the CT/iCT/CD objective (presets: agent/consistency=ict|ct|cd; consistency agents)
     consistency: ConsistencyConfig = field(default_factory=lambda: replace(ICT))
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # diffusion_bc: EDM preconditioning and noise
     td3_bc: TD3BCConfig = field(default_factory=TD3BCConfig)  # TD3+BC's own hyperparameters (algo=td3_bc)
     iql: IQLConfig = field(default_factory=IQLConfig)  # IQL's own hyperparameters (algo=iql)
     rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)  # ReBRAC's own hyperparameters (algo=rebrac)
@@ -91,7 +94,7 @@ class AgentConfig:
     critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic (and IQL's V) MLP widths
     activation: str = "mish"  # hidden activation of every network: mish | relu (the baselines' papers)
     critic_layer_norm: bool = False  # LayerNorm before each hidden activation of the critics (bounded Q extrapolation)
-    time_embed_dim: int = 16  # sinusoidal features of c_noise(sigma) fed to the actor (consistency agents)
+    time_embed_dim: int = 16  # sinusoidal features of c_noise(sigma) fed to the actor (consistency, diffusion agents)
     # tanh-bounded consistency function: actions stay in [-1, 1], boundary condition exact (consistency agents;
     # the baselines' actors always end in tanh)
     bounded_actions: bool = True
@@ -120,7 +123,8 @@ class AgentConfig:
     ema_decay: float = 0.995
     ema_start_step: int = 1000  # before this step the EMA policy is a copy of the student
     train_sampling_steps: int = 2  # sampling steps for target actions and the actor's Q loss (consistency agents)
-    act_sampling_steps: int = 2  # sampling steps when acting (consistency agents)
+    # sampling steps when acting (consistency agents; diffusion_bc: agent.diffusion.sampling_steps)
+    act_sampling_steps: int = 2
     train_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for training sampling; None = Karras
     act_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for acting; None = Karras
     # N > 1: sample N actions per state and take the one with the highest min-Q (consistency_ac)
@@ -141,6 +145,7 @@ class AgentConfig:
             raise ConfigError(f"{prefix}.activation must be one of {', '.join(ACTIVATIONS)}; "
                               f"got {self.activation!r}")
         self.consistency.validate(f"{prefix}.consistency")
+        self.diffusion.validate(f"{prefix}.diffusion")
         for section in ("td3_bc", "iql", "rebrac"):
             getattr(self, section).validate(f"{prefix}.{section}")
         for key in ("hidden_dims", "critic_hidden_dims"):
@@ -167,10 +172,13 @@ class AgentConfig:
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:
             raise ConfigError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
         if self.algo != "consistency_ac" and self.act_candidates > 1:
-            why = ("consistency_bc has no critic" if self.algo == "consistency_bc"
+            why = (f"{self.algo} has no critic" if self.algo in ("consistency_bc", "diffusion_bc")
                    else f"{self.algo} acts deterministically")
             raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but {why}; "
                              "set act_candidates=1 or use agent=consistency_ac")
+        if self.algo == "diffusion_bc" and self.act_sampling_sigmas is not None:
+            raise ConfigError(f"{prefix}.act_sampling_sigmas is for the consistency sampler; diffusion_bc samples on "
+                              f"the Karras grid of {prefix}.diffusion.sampling_steps and sigma_min/max")
         for key, steps in (("train_sampling_sigmas", self.train_sampling_steps),
                            ("act_sampling_sigmas", self.act_sampling_steps)):
             sigmas = getattr(self, key)

@@ -5,6 +5,15 @@
 
 with z ~ N(0, I) shared by both terms, n drawn by the configured index sampling over the N(k)-point
 Karras grid, and theta^- the EMA teacher (CT) or sg(theta) (iCT).
+
+Consistency distillation (Song et al. 2023, Alg. 2 and Eq. 7) replaces the teacher's input
+x + sigma_n z by x_hat_{sigma_n}, one step of a numerical solver (Euler or Heun) of the PF-ODE of a
+pretrained denoiser D_phi from x_{sigma_{n+1}} = x + sigma_{n+1} z down to sigma_n:
+
+    L_CD^N(theta, theta^-) = E_n[ lambda(sigma_n) d( f_theta(x + sigma_{n+1} z, sigma_{n+1}),
+                                                     f_theta^-(x_hat_{sigma_n}, sigma_n) ) ]
+
+The step is deterministic, so CD draws exactly CT's random numbers (n, z).
 """
 from __future__ import annotations
 
@@ -15,6 +24,7 @@ from torch import Tensor
 
 from .config import ConsistencyConfig
 from .curriculum import ct_num_scales, ct_teacher_ema, ict_num_scales
+from .edm import Denoiser, ode_step
 from .karras import karras_sigmas
 from .metrics import default_huber_c, inverse_delta_weight, pseudo_huber, squared_l2
 from .noise import lognormal_index_probs, uniform_indices
@@ -62,9 +72,11 @@ class ConsistencyTraining:
         return c.s1 + 1
 
     def teacher_decay(self, step: int) -> Optional[float]:
-        """mu(k) for the EMA teacher, or None when the teacher is sg(theta)."""
+        """mu(k) for the EMA teacher (the fixed teacher_mu when set), or None when the teacher is sg(theta)."""
         if self.cfg.teacher != "ema":
             return None
+        if self.cfg.teacher_mu is not None:
+            return self.cfg.teacher_mu
         return ct_teacher_ema(self.num_scales(step), self.cfg.s0, self.cfg.teacher_mu0)
 
     def grid(self, num_scales: int, device: torch.device) -> tuple[Tensor, Optional[Tensor]]:
@@ -100,3 +112,24 @@ class ConsistencyTraining:
         if self.cfg.weighting == "inverse_delta":
             dist = dist * inverse_delta_weight(pairs.sigma, pairs.sigma_next).squeeze(-1)
         return dist
+
+    def teacher_input(self, pairs: NoisePairs, x0: Tensor, denoiser: Optional[Denoiser] = None) -> Tensor:
+        """The input of f_theta^- at sigma_n: x + sigma_n z (CT; `denoiser` is not used)."""
+        return pairs.teacher_input(x0)
+
+
+class ConsistencyDistillation(ConsistencyTraining):
+    """CT's schedule, pairs, metric and weights, with the teacher input from one PF-ODE step of D_phi."""
+
+    def teacher_input(self, pairs: NoisePairs, x0: Tensor, denoiser: Optional[Denoiser] = None) -> Tensor:
+        """x_hat_{sigma_n}: one `cfg.solver` step of dx/dsigma = (x - D_phi(x, sigma)) / sigma from
+        x + sigma_{n+1} z at sigma_{n+1} to sigma_n."""
+        if denoiser is None:
+            raise ValueError("consistency distillation needs the teacher denoiser D_phi")
+        return ode_step(denoiser, pairs.student_input(x0), pairs.sigma_next, pairs.sigma, self.cfg.solver)
+
+
+def make_objective(cfg: ConsistencyConfig, total_steps: int, data_dim: int) -> ConsistencyTraining:
+    """The objective `cfg.objective` names: ConsistencyTraining (ct) or ConsistencyDistillation (cd)."""
+    cls = ConsistencyDistillation if cfg.objective == "cd" else ConsistencyTraining
+    return cls(cfg, total_steps, data_dim)

@@ -5,13 +5,14 @@ from collections.abc import Sequence
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cmrl.consistency import ConsistencyConfig, consistency_output, multistep_sample, network_inputs
-from cmrl.nn import SinusoidalEmbedding, mlp
+from cmrl.consistency import ConsistencyConfig, consistency_output, multistep_sample
+
+from .conditioned import NoiseConditionedNet
 
 
-class ConsistencyPolicy(nn.Module):
+class ConsistencyPolicy(NoiseConditionedNet):
     """f_theta(x, sigma | s): the consistency function of actions given the state.
 
     The network F sees [c_in(sigma) x, emb(c_noise(sigma)), s]; the output is combined with x by
@@ -22,18 +23,14 @@ class ConsistencyPolicy(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], time_embed_dim: int,
                  consistency: ConsistencyConfig, bounded: bool = True, activation: str = "mish"):
-        super().__init__()
-        self.obs_dim, self.action_dim = obs_dim, action_dim
-        self.sigma_min, self.sigma_data = consistency.sigma_min, consistency.sigma_data
+        super().__init__(obs_dim, action_dim, hidden_dims, time_embed_dim, consistency.sigma_data, activation)
+        self.sigma_min = consistency.sigma_min
         self.bounded = bounded
-        self.embed = SinusoidalEmbedding(time_embed_dim)
-        self.net = mlp(action_dim + time_embed_dim + obs_dim, hidden_dims, action_dim, activation)
 
     def forward(self, x: Tensor, sigma: Tensor, obs: Tensor) -> Tensor:
         """f_theta(x, sigma | s) for x: (B, A), sigma: (B, 1), obs: (B, S) -> (B, A)."""
-        x_in, t = network_inputs(x, sigma, self.sigma_data)
-        out = self.net(torch.cat([x_in, self.embed(t), obs], dim=-1))
-        return consistency_output(x, sigma, out, self.sigma_min, self.sigma_data, self.bounded)
+        return consistency_output(x, sigma, self.network(x, sigma, obs), self.sigma_min, self.sigma_data,
+                                  self.bounded)
 
     def sample(self, obs: Tensor, sigmas: Sequence[float], generator: torch.Generator | None = None,
                noise: Optional[Sequence[Tensor]] = None) -> Tensor:

@@ -54,7 +54,8 @@ def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Op
 
     `act_candidates`, `act_temperature` and `act_sampling_steps` replace the acting settings the agent
     was trained with (None keeps them); they change how it acts, not what it learned. A new number of
-    sampling steps acts on the Karras sigmas for that number (explicit `act_sampling_sigmas` are dropped).
+    sampling steps acts on the Karras sigmas for that number (explicit `act_sampling_sigmas` are dropped);
+    for diffusion_bc it sets the Heun steps `agent.diffusion.sampling_steps`.
     """
     payload = load_checkpoint(resolve_checkpoint(checkpoint))
     cfg = to_train_config(payload["config"])
@@ -65,6 +66,8 @@ def load_policy(checkpoint: str | Path, device: str = "auto", act_candidates: Op
     if act_sampling_steps is not None and act_sampling_steps != cfg.agent.act_sampling_steps:
         cfg.agent.act_sampling_steps = act_sampling_steps
         cfg.agent.act_sampling_sigmas = None
+    if act_sampling_steps is not None:
+        cfg.agent.diffusion.sampling_steps = act_sampling_steps
     agent = make_agent(cfg.agent, payload["obs_dim"], payload["action_dim"], cfg.steps, resolve_device(device))
     agent.load_state_dict(payload["agent"])
     info = payload["dataset_info"]

@@ -30,6 +30,7 @@ from cmrl.training.checkpoint import (
     set_rng_state,
 )
 from cmrl.training.config import TrainConfig
+from cmrl.training.distillation import attach_distillation_teacher
 from cmrl.training.loggers import Logger
 from cmrl.training.run_identity import (
     check_env_spaces,
@@ -124,6 +125,8 @@ class Trainer:
         self.store = TransitionStore(self.transforms.apply(self.data), self.device, cfg.agent.discount)
         self.store.seed(cfg.seed)
         self.agent: Agent = make_agent(cfg.agent, self.data.obs_dim, self.data.action_dim, cfg.steps, self.device)
+        attach_distillation_teacher(self.agent, cfg, self.data.obs_dim, self.data.action_dim, self.transforms,
+                                    self.data.info.name)  # objective=cd: the diffusion teacher D_phi
         self.best_normalized: Optional[float] = None
         self.last_eval: Optional[EvalResult] = None
         if init_payload is not None:
