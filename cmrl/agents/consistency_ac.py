@@ -1,6 +1,7 @@
 """Consistency-AC: the consistency policy improved by a Q-critic (Ding & Jin 2023, after Diffusion-QL).
 
-Critic (clipped double Q over an ensemble of K, target networks Q'):
+The critic and the Q term are `QCriticAgent`'s (q_critic.py), shared with Diffusion-QL. Critic
+(clipped double Q over an ensemble of K, target networks Q'):
 
     y = r + gamma (1 - d) min_k Q'_k(s', a'),   a' ~ pi_ema(. | s')   (critic_target=td; max over M
                                                  samples of a' with max_q_backup)
@@ -22,49 +23,28 @@ Actor, with a_pi ~ pi_theta(. | s) sampled differentiably by the training sample
     L_pi = L_CM(theta) + eta * ( -E[Q(s, a_pi)] / E[|Q(s, a_pi)|] )
 
 where Q is the mean of the K critics, their parameters frozen, and the denominator detached: the
-Diffusion-QL normalisation, which makes eta independent of the reward scale. The variants of this
+Diffusion-QL normalisation, which makes eta independent of the reward scale. a_pi and the target
+actions a' come from the consistency sampler on the train_sigmas (train_sampling_steps). The variants of this
 term that were measured and not adopted (an advantage normaliser, the ensemble minimum, advantage
 weights on L_CM, a return-scaled critic, n-step and return-only targets) are in docs/experiments.md.
 """
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
-from typing import Any, Optional
-
-import torch
 from torch import Tensor
 
-from cmrl.consistency import sampling_noise
-from cmrl.critics import QEnsemble
 from cmrl.data.store import Batch
-from cmrl.nn import ema_update
+from cmrl.policies import ConsistencyPolicy
 
-from .acceleration import maybe_compile
 from .base import Metrics
-from .config import AgentConfig
-from .consistency_bc import SATURATION, ConsistencyBC, UpdateNoise
-from .optim import global_norm, gradient_step, make_optimizer, make_scheduler
-
-Q_SCALE_FLOOR = 1e-6  # the normaliser's floor: a critic flat in the action must not divide by zero
+from .consistency_bc import ConsistencyBC, UpdateNoise
+from .q_critic import QCriticAgent
 
 
-class ConsistencyAC(ConsistencyBC):
+class ConsistencyAC(QCriticAgent[ConsistencyPolicy], ConsistencyBC):
     """Consistency-BC plus a Q-ensemble, its targets, and the eta-weighted Q loss."""
 
-    def __init__(self, cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int,
-                 device: torch.device | str = "cpu"):
-        super().__init__(cfg, obs_dim, action_dim, total_steps, device)
-        self.critic = QEnsemble(obs_dim, action_dim, cfg.critic_hidden_dims, cfg.ensemble_size,
-                                 cfg.critic_layer_norm, cfg.activation).to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay,
-                                               self._capture)
-        self.critic_scheduler = make_scheduler(self.critic_optimizer, total_steps, cfg.lr_warmup_steps,
-                                               cfg.min_lr_ratio)
-        self._critic_loss = maybe_compile(self.critic_loss, cfg.compile)
+    behaviour_name = "consistency"
 
-    # --- noise --------------------------------------------------------------------------------
     def draw_noise(self, batch_size: int) -> UpdateNoise:
         """Target-action noise (batch_size * backup_samples rows with max_q_backup), the CT pair, then
         the noise of a_pi when the Q loss is on (eta > 0)."""
@@ -73,127 +53,15 @@ class ConsistencyAC(ConsistencyBC):
         actor = self._sampling_noise(batch_size) if self.cfg.eta > 0 else []
         return UpdateNoise(target=target, pairs=pairs, actor=actor)
 
-    def _sampling_noise(self, rows: int) -> list[Tensor]:
-        return sampling_noise((rows, self.action_dim), len(self.train_sigmas), self.device)
+    def behaviour_loss(self, batch: Batch, noise: UpdateNoise) -> tuple[Tensor, Metrics]:
+        """L_CM (or L_CD) on the noise's CT pair."""
+        return self.consistency_loss(batch, noise.pairs)
+
+    def train_sample(self, policy: ConsistencyPolicy, obs: Tensor, noise: list[Tensor]) -> Tensor:
+        """Multistep consistency sampling on train_sigmas (z_1..z_T in `noise`), differentiable."""
+        return policy.sample(obs, self.train_sigmas, noise=noise)
 
     @property
-    def _backup_samples(self) -> int:
-        """Target actions per next state: backup_samples with max_q_backup, else 1."""
-        return self.cfg.backup_samples if self.cfg.max_q_backup else 1
-
-    # --- losses -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def td_target(self, batch: Batch, noise: Optional[Sequence[Tensor]] = None) -> Tensor:
-        """The critic's regression target y for `cfg.critic_target` (see the module docstring).
-
-        `noise` is the sampling noise of a' (defaults to a fresh draw).
-        """
-        returns = batch.returns if self.cfg.critic_target == "td_return_bound" else None
-        if self.cfg.critic_target == "td_return_bound" and returns is None:
-            raise ValueError("agent.critic_target=td_return_bound needs the batch's returns-to-go "
-                             "(batches from TransitionStore carry them)")
-        m = self._backup_samples
-        next_obs = batch.next_observations.repeat_interleave(m, dim=0) if m > 1 else batch.next_observations
-        if noise is None:
-            noise = self._sampling_noise(next_obs.shape[0])
-        next_actions = self.acting_policy.sample(next_obs, self.train_sigmas, noise=noise)
-        next_q = self.critic_target(next_obs, next_actions).min(0).values.view(-1, m).max(1).values
-        target = batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * next_q
-        return torch.maximum(target, returns) if returns is not None else target
-
-    def critic_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
-        """L_Q, summed over the ensemble members."""
-        target = self.td_target(batch, noise.target if noise is not None else None)
-        q = self.critic(batch.observations, batch.actions)
-        loss = (q - target).square().mean(1).sum()
-        metrics = {"loss/critic": loss.detach(), "q/data_mean": q.detach().mean(), "q/target_mean": target.mean()}
-        if batch.returns is not None:  # the Q scale the data's returns call for
-            metrics["q/data_return_mean"] = batch.returns.mean()
-        return loss, metrics
-
-    def actor_terms(self, batch: Batch, noise: UpdateNoise,
-                    measure_advantage: bool = False) -> tuple[Tensor, Optional[Tensor], Metrics]:
-        """The actor loss's two parts on `noise`: L_CM and the normalised Q loss
-        -E[Q(s, a_pi)] / E|Q(s, a_pi)| (None when eta = 0).
-
-        `measure_advantage` adds the policy's advantage over the data's action, Q(s, a_pi) - Q(s, a),
-        as metrics (the diagnostics ask for it).
-        """
-        consistency, metrics = self.consistency_loss(batch, noise.pairs)
-        if self.cfg.eta == 0:
-            return consistency, None, metrics
-        a_pi = self.policy.sample(batch.observations, self.train_sigmas, noise=noise.actor)
-        q = self.critic.frozen(batch.observations, a_pi).mean(0)
-        q_scale = q.abs().mean().detach().clamp(min=Q_SCALE_FLOOR)
-        q_loss = -q.mean() / q_scale
-        metrics.update({"loss/q": q_loss.detach(), "q/policy_mean": q.detach().mean(), "q/scale": q_scale,
-                        "policy/saturation": (a_pi.detach().abs() > SATURATION).float().mean()})
-        if measure_advantage:
-            with torch.no_grad():
-                advantage = q.detach() - self.critic(batch.observations, batch.actions).mean(0)
-            metrics.update({"q/policy_advantage": advantage.mean(),
-                            "q/policy_advantage_abs": advantage.abs().mean()})
-        return consistency, q_loss, metrics
-
-    def actor_loss(self, batch: Batch, noise: Optional[UpdateNoise] = None) -> tuple[Tensor, Metrics]:
-        """L_CM + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
-        if noise is None:
-            noise = self.draw_noise(batch.observations.shape[0])
-        loss, q_loss, metrics = self.actor_terms(batch, noise)
-        if q_loss is not None:
-            loss = loss + self.cfg.eta * q_loss
-        metrics["loss/actor"] = loss.detach()
-        return loss, metrics
-
-    def diagnostics(self, batch: Batch) -> Metrics:
-        """The global gradient norms of the actor loss's two parts, L_CM and eta * L_Q, each alone,
-        and the policy's advantage over the data's action, Q(s, a_pi) - Q(s, a).
-
-        The norms' ratio says how much the critic steers the policy: the actor's one clipped step
-        (grad_norm/actor) cannot tell a Q term that dominates from one that L_CM drowns. Computed on
-        fresh noise with the random streams restored afterwards, and with autograd.grad, so neither
-        the parameters' .grad nor the run's later random numbers change.
-        """
-        if self.cfg.eta == 0:
-            return {}
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            noise = self.draw_noise(batch.observations.shape[0])
-            consistency_loss, q_loss, metrics = self.actor_terms(batch, noise, measure_advantage=True)
-            assert q_loss is not None  # eta > 0
-            consistency = torch.autograd.grad(consistency_loss, params)
-            q_term = torch.autograd.grad(self.cfg.eta * q_loss, params)
-        return {"grad_norm/actor_consistency": global_norm(consistency), "grad_norm/actor_q": global_norm(q_term),
-                "q/policy_advantage": metrics["q/policy_advantage"],
-                "q/policy_advantage_abs": metrics["q/policy_advantage_abs"]}
-
-    # --- steps --------------------------------------------------------------------------------
-    def train_step(self, batch: Batch, noise: UpdateNoise) -> Metrics:
-        """One critic step, one actor step, then the teacher, acting-EMA and target-critic averages."""
-        critic_loss, metrics = self._critic_loss(batch, noise)
-        metrics["grad_norm/critic"] = gradient_step(critic_loss, self.critic_optimizer, self.cfg.critic_grad_clip)
-        metrics.update(super().train_step(batch, noise))
-        ema_update(self.critic_target, self.critic, 1.0 - self.cfg.tau)
-        return metrics
-
-    def _optimizers(self) -> list[torch.optim.Optimizer]:
-        return [*super()._optimizers(), self.critic_optimizer]
-
-    def _schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
-        return [*super()._schedulers(), self.critic_scheduler]
-
-    # --- acting -------------------------------------------------------------------------------
-    def select_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
-        """One sample per state, or the best of act_candidates samples by min_k Q_k."""
-        n = self.cfg.act_candidates
-        if n == 1:
-            return super().select_actions(obs, noise)
-        repeated = obs.repeat_interleave(n, dim=0)
-        candidates = self.acting_policy.sample(repeated, self.act_sigmas, noise=noise).clamp(-1.0, 1.0)
-        q = self.critic(repeated, candidates).min(0).values.view(-1, n)
-        best = q.argmax(1)
-        return candidates.view(-1, n, self.action_dim)[torch.arange(obs.shape[0], device=obs.device), best]
-
-    def _modules(self) -> dict[str, Optional[Any]]:
-        return {**super()._modules(), "critic": self.critic, "critic_target": self.critic_target,
-                "critic_optimizer": self.critic_optimizer, "critic_scheduler": self.critic_scheduler}
+    def train_draws(self) -> int:
+        """Algorithm 1 draws one z per training sampling step."""
+        return len(self.train_sigmas)

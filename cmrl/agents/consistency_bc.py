@@ -29,9 +29,6 @@ from .base import Metrics
 from .config import AgentConfig
 from .policy_agent import PolicyAgent, frozen_copy
 
-SATURATION = 0.99
-"""|a| above this counts as a saturated action coordinate in the diagnostics."""
-
 
 class UpdateNoise(NamedTuple):
     """Every random draw of one update, made before its tensor work (in the order listed).
