@@ -22,9 +22,10 @@ steps/CPU-s divides by the process's CPU time instead of wall time: with one thr
 speed on an idle machine when others share it. The sgemm line calibrates the machine (the best of
 5 rounds of 256x256x256 float32 matrix products) and turns the matrix-product FLOPs of one update,
 counted by torch's FlopCounterMode, into the steps/s this machine would reach if the update did
-nothing but matrix products at that rate. `--algo td3_bc|iql|rebrac` times a baseline instead, with
-its configs/agent/<algo>.yaml settings (networks, ReLU, ReBRAC's LayerNorm) on the same data and
-batch 256 (ReBRAC's published batch is 1024).
+nothing but matrix products at that rate. `--algo td3_bc|iql|rebrac|diffusion_ql` times a baseline instead,
+with its configs/agent/<algo>.yaml settings (networks, ReLU, ReBRAC's LayerNorm, Diffusion-QL's sampler) on
+the same data and batch 256 (ReBRAC's published batch is 1024); for diffusion_ql the acting table's steps are
+Heun steps (agent.diffusion.sampling_steps).
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ DATASET_SIZE = 1_000_000
 TOTAL_STEPS = 1_000_000
 EVAL_ENV = "Hopper-v5"
 BASELINES = ("td3_bc", "iql", "rebrac")
+PRESETS = (*BASELINES, "diffusion_ql")  # timed at their configs/agent/<algo>.yaml settings
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs")
 
 
@@ -77,7 +79,7 @@ class Settings:
 def reference_config(mode: str, algo: str = "consistency_ac", **overrides: Any) -> AgentConfig:
     """The issue's reference setting of Consistency-AC, or a baseline's configs/agent/<algo>.yaml
     (see the module docstring)."""
-    if algo in BASELINES:
+    if algo in PRESETS:
         preset = OmegaConf.load(os.path.join(CONFIGS, "agent", f"{algo}.yaml"))
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgentConfig), preset,
                                                   {"compile": mode == "compile", **overrides}))
@@ -178,7 +180,9 @@ def bench_acting(s: Settings, device: torch.device) -> list[dict[str, Any]]:
         for candidates in s.act_candidates:
             for mode in s.modes:
                 torch.manual_seed(0)
-                agent = make_agent(reference_config(mode, s.algo, act_sampling_steps=steps, act_candidates=candidates),
+                sampler: dict[str, Any] = ({"diffusion": {"sampling_steps": steps}} if s.algo == "diffusion_ql"
+                                           else {"act_sampling_steps": steps})
+                agent = make_agent(reference_config(mode, s.algo, act_candidates=candidates, **sampler),
                                    OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
                 generator = torch.Generator(device=device).manual_seed(0)
                 row: dict[str, Any] = {"mode": mode, "steps": steps, "candidates": candidates}
@@ -339,7 +343,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (cuda when available)")
     p.add_argument("--threads", default="1,2", help="CPU thread counts, comma-separated (one process each)")
     p.add_argument("--modes", default="eager,compile", help="eager and/or compile, comma-separated")
-    p.add_argument("--algo", default="consistency_ac", choices=("consistency_ac", *BASELINES),
+    p.add_argument("--algo", default="consistency_ac", choices=("consistency_ac", *PRESETS),
                    help="the agent to time (baselines at their configs/agent/<algo>.yaml settings)")
     p.add_argument("--quick", action="store_true", help="fewer timed steps and acting settings")
     p.add_argument("--act-steps", help="sampling steps of the acting table, comma-separated (default 1,2,5)")

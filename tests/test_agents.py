@@ -101,8 +101,8 @@ def test_agent_lr_decays_per_update():
 @pytest.mark.parametrize(
     "kw,message",
     [
-        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, diffusion_bc, td3_bc, iql, "
-                           r"rebrac; got 'sac'"),
+        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, diffusion_bc, diffusion_ql, "
+                           r"td3_bc, iql, rebrac; got 'sac'"),
         (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound; got 'mc'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),
         (dict(consistency=ConsistencyConfig(index_sampling="beta")), r"agent\.consistency\.index_sampling"),
@@ -386,6 +386,30 @@ def test_diagnostics_split_the_actor_gradient_without_side_effects():
     assert metrics["grad_norm/actor_q"].item() == pytest.approx(norm(3.0 * q_loss), rel=1e-5)
     assert metrics["q/policy_advantage"].item() == pytest.approx(q_metrics["q/policy_advantage"].item(), rel=1e-5)
     assert make_agent(small_cfg(algo="consistency_bc"), 3, 2, 10).diagnostics(batch) == {}
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({}, {"loss/critic": 1.769000768661499, "loss/consistency": 0.7674731016159058, "loss/q": 0.9914672374725342,
+          "grad_norm/actor": 1.4342024326324463, "grad_norm/critic": 0.45688915252685547}),
+    (dict(max_q_backup=True, backup_samples=3, act_candidates=4),
+     {"loss/critic": 1.7731925249099731, "loss/consistency": 0.7800928354263306, "loss/q": 0.9884890913963318,
+      "grad_norm/actor": 1.3382846117019653, "grad_norm/critic": 0.46394941210746765}),
+])
+def test_consistency_ac_keeps_its_numbers_from_before_the_critic_was_shared(overrides, expected):
+    """The fifth update's metrics on a fixed seed, recorded before the critic moved into QCriticAgent
+    (q_critic.py): the same random draws in the same order and the same ops (bit-identical on the
+    machine that recorded them; the tolerance only absorbs another CPU's float rounding)."""
+    torch.manual_seed(0)
+    cfg = AgentConfig(hidden_dims=[32, 32], critic_hidden_dims=[32, 32], time_embed_dim=8, ema_start_step=1,
+                      **overrides)
+    agent = make_agent(cfg, 3, 2, 20)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        batch = Batch(torch.randn(64, 3, generator=g), torch.rand(64, 2, generator=g) * 2 - 1,
+                      torch.randn(64, generator=g), torch.randn(64, 3, generator=g),
+                      (torch.rand(64, generator=g) < 0.1).float(), returns=torch.randn(64, generator=g))
+        metrics = agent.update(batch)
+    assert {k: metrics[k].item() for k in expected} == pytest.approx(expected, rel=1e-4)
 
 
 # --------------------------------------------------------------------------------------------------

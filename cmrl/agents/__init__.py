@@ -8,12 +8,14 @@ from .config import AgentConfig, IQLConfig, ReBRACConfig, TD3BCConfig
 from .consistency_ac import ConsistencyAC
 from .consistency_bc import ConsistencyBC
 from .diffusion_bc import DiffusionBC
+from .diffusion_ql import DiffusionQL
 from .iql import IQL
 from .rebrac import ReBRAC
 from .td3_bc import TD3BC
 
 AGENTS: dict[str, type[Agent]] = {"consistency_ac": ConsistencyAC, "consistency_bc": ConsistencyBC,
-                                  "diffusion_bc": DiffusionBC, "td3_bc": TD3BC, "iql": IQL, "rebrac": ReBRAC}
+                                  "diffusion_bc": DiffusionBC, "diffusion_ql": DiffusionQL,
+                                  "td3_bc": TD3BC, "iql": IQL, "rebrac": ReBRAC}
 """The agent class of every `AgentConfig.algo`."""
 
 
@@ -25,4 +27,4 @@ def make_agent(cfg: AgentConfig, obs_dim: int, action_dim: int, total_steps: int
 
 
 __all__ = ["AGENTS", "IQL", "TD3BC", "Agent", "AgentConfig", "ConsistencyAC", "ConsistencyBC", "DiffusionBC",
-           "IQLConfig", "Metrics", "ReBRAC", "ReBRACConfig", "TD3BCConfig", "make_agent"]
+           "DiffusionQL", "IQLConfig", "Metrics", "ReBRAC", "ReBRACConfig", "TD3BCConfig", "make_agent"]

@@ -14,7 +14,8 @@ from cmrl.consistency import ICT, ConsistencyConfig, DiffusionConfig
 from cmrl.errors import ConfigError
 from cmrl.nn import ACTIVATIONS
 
-ALGOS = ("consistency_ac", "consistency_bc", "diffusion_bc", "td3_bc", "iql", "rebrac")
+ALGOS = ("consistency_ac", "consistency_bc", "diffusion_bc", "diffusion_ql", "td3_bc", "iql", "rebrac")
+Q_RANKED = ("consistency_ac", "diffusion_ql")  # the agents with a critic that ranks act_candidates
 CRITIC_TARGETS = ("td", "td_return_bound")
 
 
@@ -82,11 +83,12 @@ class IQLConfig:
 class AgentConfig:
     # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only) |
     # diffusion_bc (EDM diffusion policy, denoising loss; the teacher of objective=cd) |
+    # diffusion_ql (diffusion_bc's policy + eta * Q loss through the sampler, consistency_ac's critic) |
     # td3_bc | iql | rebrac (the baselines, cmrl/agents/<algo>.py)
     algo: str = "consistency_ac"
     # the CT/iCT/CD objective (presets: agent/consistency=ict|ct|cd; consistency agents)
     consistency: ConsistencyConfig = field(default_factory=lambda: replace(ICT))
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # diffusion_bc: EDM preconditioning and noise
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)  # diffusion agents: EDM preconditioning, noise
     td3_bc: TD3BCConfig = field(default_factory=TD3BCConfig)  # TD3+BC's own hyperparameters (algo=td3_bc)
     iql: IQLConfig = field(default_factory=IQLConfig)  # IQL's own hyperparameters (algo=iql)
     rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)  # ReBRAC's own hyperparameters (algo=rebrac)
@@ -113,21 +115,23 @@ class AgentConfig:
     discount: float = 0.99  # gamma
     tau: float = 0.005  # Polyak rate of the target networks
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
-    eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac)
+    eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac, diffusion_ql)
     # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t), G_t the data's return-to-go
-    # (consistency_ac; the baselines keep their papers' targets)
+    # (consistency_ac, diffusion_ql; the baselines keep their papers' targets)
     critic_target: str = "td"
-    max_q_backup: bool = False  # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL; consistency_ac)
+    # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL's; consistency_ac, diffusion_ql)
+    max_q_backup: bool = False
     backup_samples: int = 10  # actions sampled per next state for max_q_backup
     # EMA of the policy used for acting and for target actions; 0 = use the student (consistency agents)
     ema_decay: float = 0.995
     ema_start_step: int = 1000  # before this step the EMA policy is a copy of the student
-    train_sampling_steps: int = 2  # sampling steps for target actions and the actor's Q loss (consistency agents)
-    # sampling steps when acting (consistency agents; diffusion_bc: agent.diffusion.sampling_steps)
+    # sampling steps for target actions and the actor's Q loss (consistency agents; diffusion_ql: Heun steps)
+    train_sampling_steps: int = 2
+    # sampling steps when acting (consistency agents; diffusion agents: agent.diffusion.sampling_steps)
     act_sampling_steps: int = 2
     train_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for training sampling; None = Karras
     act_sampling_sigmas: Optional[list[float]] = None  # explicit tau_1 > ... for acting; None = Karras
-    # N > 1: sample N actions per state and take the one with the highest min-Q (consistency_ac)
+    # N > 1: sample N actions per state and take the one with the highest min-Q (consistency_ac, diffusion_ql)
     act_candidates: int = 1
     # acting noise z -> temperature * z; < 1 samples nearer the modes (low-temperature sampling; consistency
     # agents: the baselines act deterministically)
@@ -171,14 +175,17 @@ class AgentConfig:
                 raise ConfigError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
         if self.time_embed_dim < 4 or self.time_embed_dim % 2:
             raise ConfigError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
-        if self.algo != "consistency_ac" and self.act_candidates > 1:
+        if self.algo not in Q_RANKED and self.act_candidates > 1:
             why = (f"{self.algo} has no critic" if self.algo in ("consistency_bc", "diffusion_bc")
                    else f"{self.algo} acts deterministically")
             raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but {why}; "
-                             "set act_candidates=1 or use agent=consistency_ac")
-        if self.algo == "diffusion_bc" and self.act_sampling_sigmas is not None:
-            raise ConfigError(f"{prefix}.act_sampling_sigmas is for the consistency sampler; diffusion_bc samples on "
-                              f"the Karras grid of {prefix}.diffusion.sampling_steps and sigma_min/max")
+                             "set act_candidates=1 or use agent=consistency_ac or agent=diffusion_ql")
+        if self.algo.startswith("diffusion_"):
+            grids = {"train_sampling_sigmas": "train_sampling_steps", "act_sampling_sigmas": "diffusion.sampling_steps"}
+            for key, grid in grids.items():
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{prefix}.{key} is for the consistency sampler; {self.algo} samples on the "
+                                      f"Karras grid of {prefix}.{grid} and {prefix}.diffusion.sigma_min/max")
         for key, steps in (("train_sampling_sigmas", self.train_sampling_steps),
                            ("act_sampling_sigmas", self.act_sampling_steps)):
             sigmas = getattr(self, key)

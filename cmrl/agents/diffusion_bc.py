@@ -49,18 +49,24 @@ class DiffusionBC(PolicyAgent[DiffusionPolicy]):
         sigma = lognormal_sigmas(batch_size, d.p_mean, d.p_std, device=self.device)
         return DiffusionNoise(sigma=sigma, z=torch.randn(batch_size, self.action_dim, device=self.device))
 
-    def actor_loss(self, batch: Batch, noise: Optional[DiffusionNoise] = None) -> tuple[Tensor, Metrics]:
-        """L_DSM on the batch's (s, a), with its parts below and above sigma = 1."""
-        if noise is None:
-            noise = self.draw_noise(batch.observations.shape[0])
-        per_sample = self.policy.loss(batch.observations, batch.actions, noise.sigma, noise.z)
-        low = (noise.sigma.squeeze(-1) < 1.0).float()
+    def denoising_loss(self, batch: Batch, sigma: Tensor, z: Tensor) -> tuple[Tensor, Metrics]:
+        """L_DSM on the batch's (s, a) at noise levels `sigma` and draws `z`, with its parts below and
+        above sigma = 1."""
+        per_sample = self.policy.loss(batch.observations, batch.actions, sigma, z)
+        low = (sigma.squeeze(-1) < 1.0).float()
         loss = per_sample.mean()
         return loss, {
-            "loss/actor": loss.detach(),
             "loss/denoising_sigma_lt_1": (per_sample.detach() * low).sum() / low.sum().clamp(min=1.0),
             "loss/denoising_sigma_ge_1": (per_sample.detach() * (1 - low)).sum() / (1 - low).sum().clamp(min=1.0),
         }
+
+    def actor_loss(self, batch: Batch, noise: Optional[DiffusionNoise] = None) -> tuple[Tensor, Metrics]:
+        """L_DSM (Diffusion-QL adds its Q term); `noise` defaults to a fresh draw."""
+        if noise is None:
+            noise = self.draw_noise(batch.observations.shape[0])
+        loss, metrics = self.denoising_loss(batch, noise.sigma, noise.z)
+        metrics["loss/actor"] = loss.detach()
+        return loss, metrics
 
     @property
     def act_draws(self) -> int:
