@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers import known_q_toy_means
 from torch import Tensor, nn
 
 from cmrl.agents import AgentConfig, ConsistencyAC, ConsistencyBC, make_agent
@@ -472,25 +473,10 @@ def test_ict_preset_end_to_end():
 
 
 def test_eta_moves_the_policy_towards_higher_q():
-    """Toy with known Q: actions uniform on [-1, 1], reward r = a, gamma = 0, so Q(s, a) = a.
-    Without the Q loss the policy imitates the (mean-zero) behaviour; with eta = 1 it moves to a -> 1."""
-    n = 1024
-    g = torch.Generator().manual_seed(0)
-    obs = torch.randn(n, 2, generator=g)
-    act = torch.rand(n, 1, generator=g) * 2 - 1
-    test_obs = torch.randn(512, 2, generator=g)
-    means = {}
-    for eta in (0.0, 1.0):
-        torch.manual_seed(0)
-        cfg = small_cfg(consistency=FAST, eta=eta, discount=0.0, actor_lr=1e-3, critic_lr=3e-3, ema_decay=0.0)
-        agent = make_agent(cfg, 2, 1, 120)
-        _train(agent, obs, act, 120, rewards=act[:, 0].clone())
-        # the critic has learned Q(s, a) = a
-        grid = torch.linspace(-1, 1, 11).view(-1, 1)
-        with torch.no_grad():
-            q = agent.critic(torch.zeros(11, 2), grid)
-        assert (q - grid.view(1, -1)).abs().max().item() < 0.1
-        means[eta] = agent.act(test_obs).mean().item()
+    """Toy with known Q (Q(s, a) = a, see helpers.known_q_toy_means). Without the Q loss the policy
+    imitates the (mean-zero) behaviour; with eta = 1 it moves to a -> 1."""
+    means = known_q_toy_means(lambda eta: small_cfg(consistency=FAST, eta=eta, discount=0.0, actor_lr=1e-3,
+                                                    critic_lr=3e-3, ema_decay=0.0), steps=120, q_tolerance=0.1)
     assert abs(means[0.0]) < 0.2
     assert means[1.0] > 0.6
     assert means[1.0] - means[0.0] > 0.5
