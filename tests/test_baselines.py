@@ -28,6 +28,7 @@ from cmrl.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ["td3_bc", "iql", "rebrac"]
+SWEPT = [*BASELINES, "diffusion_ql"]  # the agents of experiment=bench_baselines
 S, A = 3, 2  # observation and action sizes of the toy batches
 
 
@@ -424,9 +425,9 @@ def test_bench_baselines_runs_the_protocol_of_bench_d4rl_style_with_published_se
     assert all(consistency[k] == baselines[k] for k in PROTOCOL)
     ours, theirs = consistency.hydra.sweeper.params, baselines.hydra.sweeper.params
     assert (ours.dataset, ours.seed) == (theirs.dataset, theirs.seed)
-    assert theirs.agent.split(",") == BASELINES and baselines.agent.algo == "td3_bc"
+    assert theirs.agent.split(",") == SWEPT and baselines.agent.algo == "td3_bc"
     assert baselines.hydra.launcher.n_jobs == consistency.hydra.launcher.n_jobs
-    for algo in BASELINES:  # the consistency agents' tuned settings do not reach the baselines
+    for algo in SWEPT:  # the consistency agents' tuned settings do not reach the baselines
         cfg = compose(["experiment=bench_baselines", f"agent={algo}"])
         expected = published(algo)
         for key in ("actor_lr", "critic_lr", "critic_layer_norm", "hidden_dims", "compile", "activation"):
@@ -444,7 +445,7 @@ def test_bench_baselines_sweep_runs_every_baseline(tmp_path):
     proc = train_cli(["-m", "experiment=bench_baselines", *TINY, "seed=0", "dataset=bench/hopper-medium",
                       "hydra.sweep.dir=sweep"], tmp_path, env={"CMRL_BENCH_DATA": str(data)})
     assert proc.returncode == 0, proc.stderr
-    for job, algo in enumerate(BASELINES):
+    for job, algo in enumerate(SWEPT):
         run = tmp_path / "sweep" / "bench" / "hopper-medium" / algo / f"{job}_seed0"
         assert assert_complete_run(run)["algo"] == algo
         assert run_config(run)["logger"]["tags"] == ["bench_baselines"]
