@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Gather finished runs into results tables and learning-curve plots.
 
-    python scripts/report.py runs/bench_d4rl_style/2025-01-01_12-00-00        # a sweep directory
+    python scripts/report.py runs/bench_d4rl_style/20261201-120000            # a sweep directory
     python scripts/report.py runs/ --out reports/all                          # every run under runs/
 
 Each argument is a run directory (holding summary.json) or any folder above run directories. Runs
