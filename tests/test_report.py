@@ -241,6 +241,19 @@ def test_groups_split_on_varying_config_but_not_on_seed_or_logger(tmp_path: Path
     assert [g.variant for g in group_runs(runs)] == ["steps=100", "steps=200"]
 
 
+def test_per_run_paths_do_not_split_an_experiment(tmp_path: Path):
+    """Each seed of a distilled student names its own teacher checkpoint: the seeds stay one group."""
+    runs = []
+    for seed in range(3):
+        run = make_run(tmp_path, f"s{seed}", seed=seed, algo="consistency_bc")
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["agent"]["consistency"] = {"objective": "cd", "teacher_checkpoint": f"runs/teacher/seed{seed}/c.pt"}
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        runs.append(load_run(run))
+    [group] = group_runs(runs)
+    assert group.seeds == [0, 1, 2] and group.variant == ""
+
+
 def test_a_retired_option_counts_as_the_value_every_run_without_it_used(tmp_path: Path):
     """agent.n_step was retired (docs/experiments.md): runs that lack it (written before it existed or
     after it was retired) ran one-step targets and join the runs that recorded n_step=1."""

@@ -24,7 +24,10 @@ METRICS_NAME = "metrics.jsonl"
 NORMALIZED_KEY = "eval/normalized_mean"
 RETURN_KEY = "eval/return_mean"
 # config keys that never make two runs different experiments (seeds, bookkeeping, resources)
-NON_VARIANT_KEYS = ("seed", "resume", "device", "threads", "eval_envs", "checkpoint_every")
+# Keys that differ between the seeds of one experiment without making it another: seeds, where and how
+# it ran, and per-run paths (a distilled student's teacher is the teacher trained with the same seed).
+NON_VARIANT_KEYS = ("seed", "resume", "device", "threads", "eval_envs", "checkpoint_every", "init_from",
+                    "agent.consistency.teacher_checkpoint")
 NON_VARIANT_PREFIXES = ("logger.",)
 SKIP_DIRS = {"wandb", ".hydra", ".submitit", "__pycache__"}
 
