@@ -1,10 +1,10 @@
-"""What the baselines (TD3+BC, IQL, ReBRAC) share: optimisers, the actor's schedule, the step counter,
+"""What the actor-critics share: the critic regression and the Q-scale floor (every one of them); for
+the baselines (TD3+BC, IQL, ReBRAC) also: optimisers, the actor's schedule, the step counter,
 deterministic acting and checkpoints. Each baseline adds its networks, its losses and `update`."""
 from __future__ import annotations
 
-import copy
 import warnings
-from typing import Optional, TypeVar
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,9 @@ from .base import Metrics, SavesModules
 from .config import AgentConfig
 from .optim import make_optimizer, make_scheduler
 
-M = TypeVar("M", bound=nn.Module)
+Q_SCALE_FLOOR = 1e-6
+"""The floor of a detached mean |Q| that scales an actor's Q term (TD3+BC's lambda, Diffusion-QL's
+normaliser): a critic flat in the action must not divide by zero."""
 
 
 def critic_regression(critic: nn.Module, batch: Batch, target: Tensor) -> tuple[Tensor, Metrics]:
@@ -23,11 +25,6 @@ def critic_regression(critic: nn.Module, batch: Batch, target: Tensor) -> tuple[
     q = critic(batch.observations, batch.actions)
     loss = (q - target).square().mean(1).sum()
     return loss, {"loss/critic": loss.detach(), "q/data_mean": q.detach().mean(), "q/target_mean": target.mean()}
-
-
-def frozen_copy(module: M) -> M:
-    """A target network: a copy of `module` that takes no gradients (Polyak-averaged by the agent)."""
-    return copy.deepcopy(module).requires_grad_(False)
 
 
 class ActorCriticAgent(SavesModules):

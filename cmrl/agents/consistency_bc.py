@@ -22,12 +22,12 @@ from torch import Tensor
 
 from cmrl.consistency import Denoiser, NoisePairs, default_sampling_sigmas, make_objective
 from cmrl.data.store import Batch
-from cmrl.nn import ema_update
+from cmrl.nn import ema_update, frozen_copy
 from cmrl.policies import ConsistencyPolicy, DiffusionPolicy
 
 from .base import Metrics
 from .config import AgentConfig
-from .policy_agent import PolicyAgent, frozen_copy
+from .policy_agent import PolicyAgent
 
 
 class UpdateNoise(NamedTuple):

@@ -22,11 +22,11 @@ from torch import Tensor
 
 from cmrl.critics import QEnsemble, ValueFunction
 from cmrl.data.store import Batch
-from cmrl.nn import ema_update
+from cmrl.nn import ema_update, frozen_copy
 from cmrl.policies import DeterministicPolicy, GaussianPolicy
 
 from .acceleration import maybe_compile
-from .actor_critic import ActorCriticAgent, critic_regression, frozen_copy
+from .actor_critic import ActorCriticAgent, critic_regression
 from .base import Metrics
 from .config import AgentConfig
 from .optim import gradient_step

@@ -7,7 +7,6 @@ Subclasses (ConsistencyBC, DiffusionBC) supply the policy, `draw_noise`, `actor_
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, Generic, Optional, TypeVar
 
@@ -16,7 +15,7 @@ from torch import Tensor, nn
 
 from cmrl.consistency import sampling_noise
 from cmrl.data.store import Batch
-from cmrl.nn import ema_update
+from cmrl.nn import ema_update, frozen_copy
 
 from .acceleration import CapturedStep, captures_updates, maybe_compile
 from .base import Metrics, SavesModules
@@ -24,12 +23,6 @@ from .config import AgentConfig
 from .optim import gradient_step, make_optimizer, make_scheduler, set_capturable
 
 P = TypeVar("P", bound=nn.Module)
-M = TypeVar("M", bound=nn.Module)
-
-
-def frozen_copy(module: M) -> M:
-    """A copy of `module` without gradients (EMA averages, targets)."""
-    return copy.deepcopy(module).requires_grad_(False)
 
 
 class PolicyAgent(SavesModules, Generic[P]):

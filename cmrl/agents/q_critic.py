@@ -23,7 +23,6 @@ ConsistencyBC)`) and supplies `behaviour_loss`, `train_sample`, `train_draws`, `
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Optional
 
 import torch
@@ -32,15 +31,15 @@ from torch import Tensor
 from cmrl.consistency import sampling_noise
 from cmrl.critics import QEnsemble
 from cmrl.data.store import Batch
-from cmrl.nn import ema_update
+from cmrl.nn import ema_update, frozen_copy
 
 from .acceleration import maybe_compile
+from .actor_critic import Q_SCALE_FLOOR, critic_regression
 from .base import Metrics
 from .config import AgentConfig
 from .optim import global_norm, gradient_step, make_optimizer, make_scheduler
 from .policy_agent import P, PolicyAgent
 
-Q_SCALE_FLOOR = 1e-6  # the normaliser's floor: a critic flat in the action must not divide by zero
 SATURATION = 0.99
 """|a| above this counts as a saturated action coordinate in the diagnostics."""
 
@@ -57,7 +56,7 @@ class QCriticAgent(PolicyAgent[P]):
         super().__init__(cfg, obs_dim, action_dim, total_steps, device)  # type: ignore[arg-type]
         self.critic = QEnsemble(obs_dim, action_dim, cfg.critic_hidden_dims, cfg.ensemble_size,
                                 cfg.critic_layer_norm, cfg.activation).to(self.device)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_target = frozen_copy(self.critic)
         self.critic_optimizer = make_optimizer(self.critic.parameters(), cfg.critic_lr, cfg.weight_decay,
                                                self._capture)
         self.critic_scheduler = make_scheduler(self.critic_optimizer, total_steps, cfg.lr_warmup_steps,
@@ -110,9 +109,7 @@ class QCriticAgent(PolicyAgent[P]):
     def critic_loss(self, batch: Batch, noise: Any = None) -> tuple[Tensor, Metrics]:
         """L_Q, summed over the ensemble members."""
         target = self.td_target(batch, noise.target if noise is not None else None)
-        q = self.critic(batch.observations, batch.actions)
-        loss = (q - target).square().mean(1).sum()
-        metrics = {"loss/critic": loss.detach(), "q/data_mean": q.detach().mean(), "q/target_mean": target.mean()}
+        loss, metrics = critic_regression(self.critic, batch, target)
         if batch.returns is not None:  # the Q scale the data's returns call for
             metrics["q/data_return_mean"] = batch.returns.mean()
         return loss, metrics

@@ -24,9 +24,10 @@ from torch import Tensor
 
 from cmrl.data.store import Batch
 
+from .actor_critic import Q_SCALE_FLOOR
 from .base import Metrics
 from .config import TD3Config
-from .td3_bc import Q_SCALE_FLOOR, TD3BC
+from .td3_bc import TD3BC
 
 
 class ReBRAC(TD3BC):

@@ -25,16 +25,14 @@ from torch import Tensor
 
 from cmrl.critics import QEnsemble
 from cmrl.data.store import Batch
-from cmrl.nn import ema_update
+from cmrl.nn import ema_update, frozen_copy
 from cmrl.policies import DeterministicPolicy
 
 from .acceleration import maybe_compile
-from .actor_critic import ActorCriticAgent, critic_regression, frozen_copy
+from .actor_critic import Q_SCALE_FLOOR, ActorCriticAgent, critic_regression
 from .base import Metrics
 from .config import AgentConfig, TD3Config
 from .optim import gradient_step
-
-Q_SCALE_FLOOR = 1e-6  # lambda's denominator never falls below this (a critic flat in a is no reason to divide by 0)
 
 
 class TD3BC(ActorCriticAgent):

@@ -1,8 +1,18 @@
 """Exponential moving averages of parameters (EMA teachers, acting policies, target critics)."""
 from __future__ import annotations
 
+import copy
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def frozen_copy(module: M) -> M:
+    """A copy of `module` that takes no gradients: an EMA average or a target network."""
+    return copy.deepcopy(module).requires_grad_(False)
 
 
 @torch.no_grad()
