@@ -102,7 +102,8 @@ def test_agent_lr_decays_per_update():
 @pytest.mark.parametrize(
     "kw,message",
     [
-        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, diffusion_bc, diffusion_ql, "
+        (dict(algo="sac"), r"agent\.algo must be one of consistency_ac, consistency_bc, consistency_fql, diffusion_bc, "
+                           r"diffusion_ql, "
                            r"td3_bc, iql, rebrac; got 'sac'"),
         (dict(critic_target="mc"), r"agent\.critic_target must be one of td, td_return_bound; got 'mc'"),
         (dict(consistency=ConsistencyConfig(metric="l1")), r"agent\.consistency\.metric must be one of"),

@@ -14,7 +14,8 @@ from cmrl.consistency import ICT, ConsistencyConfig, DiffusionConfig
 from cmrl.errors import ConfigError
 from cmrl.nn import ACTIVATIONS
 
-ALGOS = ("consistency_ac", "consistency_bc", "diffusion_bc", "diffusion_ql", "td3_bc", "iql", "rebrac")
+ALGOS = ("consistency_ac", "consistency_bc", "consistency_fql", "diffusion_bc", "diffusion_ql", "td3_bc", "iql",
+         "rebrac")
 Q_RANKED = ("consistency_ac", "diffusion_ql")  # the agents with a critic that ranks act_candidates
 CRITIC_TARGETS = ("td", "td_return_bound")
 
@@ -80,8 +81,22 @@ class IQLConfig:
 
 
 @dataclass
+class FQLConfig:
+    """Consistency-FQL: flow Q-learning's one-step policy (Park, Li & Levine 2025) on a consistency policy."""
+
+    # weight of the distillation term ||mu(s, z) - f_theta(sigma_max z, sigma_max | s)||^2 (mean over the
+    # action's coordinates) against eta times the normalised Q term: larger stays nearer the behaviour policy
+    alpha: float = 1.0
+
+    def validate(self, prefix: str) -> None:
+        if self.alpha < 0:
+            raise ConfigError(f"{prefix}.alpha must be >= 0, got {self.alpha}")
+
+
+@dataclass
 class AgentConfig:
     # consistency_ac (consistency loss + eta * Q loss) | consistency_bc (consistency loss only) |
+    # consistency_fql (consistency_bc's policy + a one-step policy distilled from it and trained on Q) |
     # diffusion_bc (EDM diffusion policy, denoising loss; the teacher of objective=cd) |
     # diffusion_ql (diffusion_bc's policy + eta * Q loss through the sampler, consistency_ac's critic) |
     # td3_bc | iql | rebrac (the baselines, cmrl/agents/<algo>.py)
@@ -92,6 +107,7 @@ class AgentConfig:
     td3_bc: TD3BCConfig = field(default_factory=TD3BCConfig)  # TD3+BC's own hyperparameters (algo=td3_bc)
     iql: IQLConfig = field(default_factory=IQLConfig)  # IQL's own hyperparameters (algo=iql)
     rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)  # ReBRAC's own hyperparameters (algo=rebrac)
+    fql: FQLConfig = field(default_factory=FQLConfig)  # Consistency-FQL's own hyperparameters (algo=consistency_fql)
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # actor MLP widths
     critic_hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # critic (and IQL's V) MLP widths
     activation: str = "mish"  # hidden activation of every network: mish | relu (the baselines' papers)
@@ -115,11 +131,12 @@ class AgentConfig:
     discount: float = 0.99  # gamma
     tau: float = 0.005  # Polyak rate of the target networks
     ensemble_size: int = 2  # K critics; targets take the min over members (clipped double Q)
-    eta: float = 1.0  # weight of the normalised Q loss in the actor loss (consistency_ac, diffusion_ql)
+    # weight of the normalised Q loss in the actor loss (consistency_ac, consistency_fql, diffusion_ql)
+    eta: float = 1.0
     # td: r + gamma min Q'(s', a' ~ pi) | td_return_bound: max(td, G_t), G_t the data's return-to-go
-    # (consistency_ac, diffusion_ql; the baselines keep their papers' targets)
+    # (consistency_ac, consistency_fql, diffusion_ql; the baselines keep their papers' targets)
     critic_target: str = "td"
-    # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL's; consistency_ac, diffusion_ql)
+    # target = max over backup_samples actions of min_k Q'_k (Diffusion-QL's; the Q-critic agents above)
     max_q_backup: bool = False
     backup_samples: int = 10  # actions sampled per next state for max_q_backup
     # EMA of the policy used for acting and for target actions; 0 = use the student (consistency agents)
@@ -150,7 +167,7 @@ class AgentConfig:
                               f"got {self.activation!r}")
         self.consistency.validate(f"{prefix}.consistency")
         self.diffusion.validate(f"{prefix}.diffusion")
-        for section in ("td3_bc", "iql", "rebrac"):
+        for section in ("td3_bc", "iql", "rebrac", "fql"):
             getattr(self, section).validate(f"{prefix}.{section}")
         for key in ("hidden_dims", "critic_hidden_dims"):
             dims = getattr(self, key)
@@ -177,6 +194,7 @@ class AgentConfig:
             raise ConfigError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
         if self.algo not in Q_RANKED and self.act_candidates > 1:
             why = (f"{self.algo} has no critic" if self.algo in ("consistency_bc", "diffusion_bc")
+                   else f"{self.algo} acts with its one-step policy" if self.algo == "consistency_fql"
                    else f"{self.algo} acts deterministically")
             raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but {why}; "
                              "set act_candidates=1 or use agent=consistency_ac or agent=diffusion_ql")

@@ -66,9 +66,15 @@ def gradient_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_norm
 
     No host synchronisation, so that a CUDA graph can record it. The schedule is stepped by the caller.
     """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    return clip_and_step(optimizer, max_norm)
+
+
+def clip_and_step(optimizer: torch.optim.Optimizer, max_norm: float) -> torch.Tensor:
+    """Clip the gradients of the optimiser's parameters (filled by an earlier backward) and step it;
+    return the gradient norm before clipping."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = clip_gradients(params, max_norm).detach()
     optimizer.step()
     return norm

@@ -83,9 +83,14 @@ class PolicyAgent(SavesModules, Generic[P]):
         the fast path can record it in a CUDA graph (see acceleration.py).
         """
         loss, metrics = self._actor_loss(batch, noise)
-        metrics["grad_norm/actor"] = gradient_step(loss, self.actor_optimizer, self.cfg.actor_grad_clip)
+        metrics.update(self._actor_step(loss))
         self._update_averages()
         return metrics
+
+    def _actor_step(self, loss: Tensor) -> Metrics:
+        """Backpropagate the actor's loss and step its optimiser (an agent with more actor networks
+        steps theirs too); returns the gradient norms."""
+        return {"grad_norm/actor": gradient_step(loss, self.actor_optimizer, self.cfg.actor_grad_clip)}
 
     def _update_averages(self) -> None:
         """The acting EMA (a plain copy before ema_start_step)."""

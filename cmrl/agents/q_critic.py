@@ -77,6 +77,14 @@ class QCriticAgent(PolicyAgent[P]):
         """How many standard-normal tensors one call of the training sampler consumes."""
         raise NotImplementedError
 
+    def target_actions(self, next_obs: Tensor, noise: list[Tensor]) -> Tensor:
+        """a' of the TD target: the acting (EMA) policy's training sampler on `noise`."""
+        return self.train_sample(self.acting_policy, next_obs, noise)
+
+    def steered_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters that the actor's Q term trains (the diagnostics' gradient norms are over these)."""
+        return [p for p in self.policy.parameters() if p.requires_grad]
+
     # --- noise --------------------------------------------------------------------------------
     def _sampling_noise(self, rows: int) -> list[Tensor]:
         return sampling_noise((rows, self.action_dim), self.train_draws, self.device)
@@ -101,7 +109,7 @@ class QCriticAgent(PolicyAgent[P]):
         next_obs = batch.next_observations.repeat_interleave(m, dim=0) if m > 1 else batch.next_observations
         if noise is None:
             noise = self._sampling_noise(next_obs.shape[0])
-        next_actions = self.train_sample(self.acting_policy, next_obs, noise)
+        next_actions = self.target_actions(next_obs, noise)
         next_q = self.critic_target(next_obs, next_actions).min(0).values.view(-1, m).max(1).values
         target = batch.rewards + self.cfg.discount * (1.0 - batch.terminals) * next_q
         return torch.maximum(target, returns) if returns is not None else target
@@ -126,6 +134,12 @@ class QCriticAgent(PolicyAgent[P]):
         if self.cfg.eta == 0:
             return behaviour, None, metrics
         a_pi = self.train_sample(self.policy, batch.observations, noise.actor)
+        return behaviour, self.q_loss(batch, a_pi, metrics, measure_advantage), metrics
+
+    def q_loss(self, batch: Batch, a_pi: Tensor, metrics: Metrics, measure_advantage: bool = False) -> Tensor:
+        """-E[Q(s, a_pi)] / E|Q(s, a_pi)| (Q the ensemble's mean, its parameters frozen, the denominator
+        detached); adds its metrics to `metrics`, and the advantage over the data's action with
+        `measure_advantage`."""
         q = self.critic.frozen(batch.observations, a_pi).mean(0)
         q_scale = q.abs().mean().detach().clamp(min=Q_SCALE_FLOOR)
         q_loss = -q.mean() / q_scale
@@ -136,7 +150,7 @@ class QCriticAgent(PolicyAgent[P]):
                 advantage = q.detach() - self.critic(batch.observations, batch.actions).mean(0)
             metrics.update({"q/policy_advantage": advantage.mean(),
                             "q/policy_advantage_abs": advantage.abs().mean()})
-        return behaviour, q_loss, metrics
+        return q_loss
 
     def actor_loss(self, batch: Batch, noise: Any = None) -> tuple[Tensor, Metrics]:
         """L_BC + eta * normalised Q loss (the Q term is skipped when eta = 0)."""
@@ -159,12 +173,12 @@ class QCriticAgent(PolicyAgent[P]):
         """
         if self.cfg.eta == 0:
             return {}
-        params = [p for p in self.policy.parameters() if p.requires_grad]
+        params = self.steered_parameters()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             noise = self.draw_noise(batch.observations.shape[0])
             behaviour_loss, q_loss, metrics = self.actor_terms(batch, noise, measure_advantage=True)
             assert q_loss is not None  # eta > 0
-            behaviour = torch.autograd.grad(behaviour_loss, params)
+            behaviour = torch.autograd.grad(behaviour_loss, params, retain_graph=True)  # the Q term may share it
             q_term = torch.autograd.grad(self.cfg.eta * q_loss, params)
         return {f"grad_norm/actor_{self.behaviour_name}": global_norm(behaviour),
                 "grad_norm/actor_q": global_norm(q_term),

@@ -1,4 +1,5 @@
-"""Deterministic and Gaussian MLP policies over normalised actions in [-1, 1] (the baselines' actors)."""
+"""MLP policies over normalised actions in [-1, 1]: deterministic and Gaussian (the baselines' actors) and
+the noise-conditioned one-step policy of Consistency-FQL."""
 from __future__ import annotations
 
 import math
@@ -38,3 +39,17 @@ class GaussianPolicy(DeterministicPolicy):
         log_std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         z = (actions - self(obs)) * torch.exp(-log_std)
         return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+class OneStepPolicy(nn.Module):
+    """mu_omega(s, z) = tanh(MLP([s, z])), z ~ N(0, I) of the action's size: a stochastic policy that draws
+    an action in one network pass (flow Q-learning's one-step policy; FQL clips where this squashes)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: Sequence[int], activation: str = "mish"):
+        super().__init__()
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.net = mlp(obs_dim + action_dim, hidden_dims, action_dim, activation)
+
+    def forward(self, obs: Tensor, z: Tensor) -> Tensor:
+        """(B, S), (B, A) -> actions (B, A) in [-1, 1]."""
+        return torch.tanh(self.net(torch.cat([obs, z], dim=-1)))
