@@ -7,6 +7,7 @@
     python scripts/benchmark.py --modes eager --threads 1,2 --no-eval
     python scripts/benchmark.py --export             # also: exported files (TorchScript, ONNX) vs library
     python scripts/benchmark.py --algo td3_bc --threads 1 --no-eval   # a baseline at its published settings
+    python scripts/benchmark.py --compare --threads 1                 # every agent at its benchmark settings
 
 Reference setting (the issue's): hopper-sized data (state 11, action 3) in a TransitionStore of
 1M synthetic transitions on the training device, batch 256, actor and critics 3x256 with Mish (no
@@ -26,6 +27,15 @@ nothing but matrix products at that rate. `--algo td3_bc|iql|rebrac|diffusion_ql
 with its configs/agent/<algo>.yaml settings (networks, ReLU, ReBRAC's LayerNorm, Diffusion-QL's sampler) on
 the same data and batch 256 (ReBRAC's published batch is 1024); for diffusion_ql the acting table's steps are
 Heun steps (agent.diffusion.sampling_steps).
+
+--compare times every agent side by side, each with the AgentConfig its 10k-step benchmark run uses: Hydra
+composes configs/config.yaml with `experiment=bench_d4rl_style agent=<algo>` for the consistency agents
+(compile: true, actor_lr 1e-3, LayerNorm critics, critic_target, act_temperature) and `experiment=bench_baselines
+agent=<algo>` for the baselines, on the same synthetic data at batch 256. All agents are built and updated once
+(the first update, timed apart: it compiles) and warmed up, then their timed rounds alternate (round robin), and
+the median round is reported. Acting is timed at each agent's own acting settings (candidates, sampling steps,
+temperature): ms per action at batch 1, and ms per call at batch 10 (the benchmark evaluates 10 environments at
+once). --compare ignores --algo, --modes, --act-steps, --act-candidates, --no-eval and --export.
 """
 from __future__ import annotations
 
@@ -38,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +56,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from cmrl.agents import AgentConfig, make_agent
+from cmrl.agents import Agent, AgentConfig, make_agent
 from cmrl.consistency import CT
 from cmrl.data.dataset import DatasetInfo, TransitionData
 from cmrl.data.store import TransitionStore
@@ -59,7 +69,13 @@ TOTAL_STEPS = 1_000_000
 EVAL_ENV = "Hopper-v5"
 BASELINES = ("td3_bc", "iql", "rebrac")
 PRESETS = (*BASELINES, "diffusion_ql")  # timed at their configs/agent/<algo>.yaml settings
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs")
+CONFIGS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs"))
+COMPARED = {"consistency_ac": "bench_d4rl_style", "consistency_bc": "bench_d4rl_style",
+            "consistency_fql": "bench_d4rl_style", "td3_bc": "bench_baselines", "iql": "bench_baselines",
+            "rebrac": "bench_baselines", "diffusion_ql": "bench_baselines"}
+"""--compare's agents and the experiment whose settings each is timed at (`experiment=<it> agent=<algo>`)."""
+WARMUP_UPDATES = 5  # untimed updates after the first one, before the timed rounds
+EVAL_ENVS = 10  # the benchmark's environments evaluated at once (--compare's acting batch)
 
 
 @dataclass
@@ -74,6 +90,7 @@ class Settings:
     act_calls: int  # timed act() calls per setting
     eval_episodes: int  # 0 = skip the evaluation throughput
     export: bool = False  # also time exported policies against the library (CPU)
+    compare: bool = False  # time every agent of COMPARED at its benchmark settings instead
 
 
 def reference_config(mode: str, algo: str = "consistency_ac", **overrides: Any) -> AgentConfig:
@@ -90,6 +107,33 @@ def reference_config(mode: str, algo: str = "consistency_ac", **overrides: Any) 
                                   train_sampling_steps=2, ensemble_size=2, compile=mode == "compile")
     fields.update(overrides)
     return AgentConfig(**fields)
+
+
+@dataclass
+class BenchmarkAgent:
+    """An agent as a benchmark experiment runs it."""
+    algo: str
+    experiment: str  # the experiment its settings come from (COMPARED)
+    config: AgentConfig  # the composed agent node
+    total_steps: int  # the experiment's training steps (the learning-rate schedule's length)
+
+
+def benchmark_agents(algos: Sequence[str], overrides: Sequence[str] = ()) -> list[BenchmarkAgent]:
+    """Each agent's settings in its benchmark run: configs/config.yaml composed by Hydra with
+    `experiment=<COMPARED[algo]> agent=<algo>`, then `overrides` (e.g. agent.compile=false)."""
+    from hydra import compose, initialize_config_dir
+
+    from cmrl.training.config import register_schema
+
+    register_schema()
+    agents = []
+    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
+        for algo in algos:
+            cfg = compose("config", overrides=[f"experiment={COMPARED[algo]}", f"agent={algo}", *overrides])
+            agent = OmegaConf.to_object(cfg.agent)
+            assert isinstance(agent, AgentConfig)
+            agents.append(BenchmarkAgent(algo, COMPARED[algo], agent, int(cfg.steps)))
+    return agents
 
 
 def synthetic_store(device: torch.device, size: int = DATASET_SIZE) -> TransitionStore:
@@ -152,26 +196,51 @@ def update_gflop(device: torch.device, algo: str) -> float:
 
 
 # --- measurements ----------------------------------------------------------------------------------
+def time_updates(agents: dict[str, Agent], store: TransitionStore, train_steps: int, rounds: int,
+                 device: torch.device) -> dict[str, dict[str, float]]:
+    """Training speed of each agent: its first update (which compiles) timed apart, WARMUP_UPDATES
+    untimed ones, then `rounds` timed rounds of `train_steps` updates that alternate between the agents
+    (so that a busy machine slows them alike); steps/s of the median, best and worst round."""
+    def update(agent: Agent, steps: int) -> None:
+        for _ in range(steps):
+            agent.update(store.sample(BATCH))
+
+    first = {}
+    for name, agent in agents.items():
+        first[name] = timed(lambda: update(agent, 1), device)
+        update(agent, WARMUP_UPDATES)
+        synchronize(device)
+    wall: dict[str, list[float]] = {name: [] for name in agents}
+    cpu: dict[str, list[float]] = {name: [] for name in agents}
+    for _ in range(rounds):
+        for name, agent in agents.items():
+            start = time.process_time()
+            seconds = timed(lambda: update(agent, train_steps), device)
+            wall[name].append(train_steps / seconds)
+            cpu[name].append(train_steps / (time.process_time() - start))
+    return {name: {"steps_per_s": statistics.median(wall[name]), "best": max(wall[name]),
+                   "worst": min(wall[name]), "steps_per_cpu_s": statistics.median(cpu[name]),
+                   "first_update_s": first[name]} for name in agents}
+
+
+def time_acting(agent: Agent, batch: int, calls: int, device: torch.device) -> tuple[float, float]:
+    """(seconds of the first call, ms per call after 5 more) of agent.act on `batch` random observations."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    obs = torch.randn(batch, OBS_DIM, device=device)
+    first = timed(lambda: agent.act(obs, generator), device)
+    for _ in range(5):
+        agent.act(obs, generator)
+    seconds = timed(lambda: [agent.act(obs, generator) for _ in range(calls)], device)
+    return first, 1e3 * seconds / calls
+
+
 def bench_training(s: Settings, device: torch.device) -> list[dict[str, Any]]:
     store = synthetic_store(device)
     agents = {}
-    rows = {}
     for mode in s.modes:
         torch.manual_seed(0)
-        agent = make_agent(reference_config(mode, s.algo), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
-        first = timed(lambda: agent.update(store.sample(BATCH)), device)
-        warm = timed(lambda: [agent.update(store.sample(BATCH)) for _ in range(5)], device)
-        agents[mode] = agent
-        rows[mode] = {"first_update_s": first, "warm_s": warm, "rounds": [], "cpu_rounds": []}
-    for _ in range(s.rounds):
-        for mode, agent in agents.items():
-            cpu = time.process_time()
-            seconds = timed(lambda: [agent.update(store.sample(BATCH)) for _ in range(s.train_steps)], device)
-            rows[mode]["rounds"].append(s.train_steps / seconds)
-            rows[mode]["cpu_rounds"].append(s.train_steps / (time.process_time() - cpu))
-    return [{"mode": mode, "steps_per_s": statistics.median(r["rounds"]), "best": max(r["rounds"]),
-             "worst": min(r["rounds"]), "steps_per_cpu_s": statistics.median(r["cpu_rounds"]),
-             "first_update_s": r["first_update_s"]} for mode, r in rows.items()]
+        agents[mode] = make_agent(reference_config(mode, s.algo), OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
+    return [{"mode": mode, **row} for mode, row in time_updates(agents, store, s.train_steps, s.rounds, device).items()]
 
 
 def bench_acting(s: Settings, device: torch.device) -> list[dict[str, Any]]:
@@ -184,17 +253,10 @@ def bench_acting(s: Settings, device: torch.device) -> list[dict[str, Any]]:
                                            else {"act_sampling_steps": steps})
                 agent = make_agent(reference_config(mode, s.algo, act_candidates=candidates, **sampler),
                                    OBS_DIM, ACTION_DIM, TOTAL_STEPS, device)
-                generator = torch.Generator(device=device).manual_seed(0)
                 row: dict[str, Any] = {"mode": mode, "steps": steps, "candidates": candidates}
                 for batch in (1, BATCH):
-                    obs = torch.randn(batch, OBS_DIM, device=device)
-                    first = timed(lambda: agent.act(obs, generator), device)
-                    for _ in range(5):
-                        agent.act(obs, generator)
                     calls = s.act_calls if batch == 1 else max(s.act_calls // 10, 5)
-                    seconds = timed(lambda: [agent.act(obs, generator) for _ in range(calls)], device)
-                    row[f"ms_b{batch}"] = 1e3 * seconds / calls
-                    row[f"first_s_b{batch}"] = first
+                    row[f"first_s_b{batch}"], row[f"ms_b{batch}"] = time_acting(agent, batch, calls, device)
                 results.append(row)
     return results
 
@@ -266,10 +328,38 @@ def bench_export(s: Settings, device: torch.device) -> list[dict[str, Any]]:
     return results
 
 
+def compare_agents(device: torch.device, algos: Sequence[str] = tuple(COMPARED), train_steps: int = 50,
+                   rounds: int = 5, act_calls: int = 300, overrides: Sequence[str] = (),
+                   store_size: int = DATASET_SIZE) -> list[dict[str, Any]]:
+    """Every agent of `algos` at its benchmark settings (benchmark_agents, with `overrides`): training
+    speed in alternating rounds (time_updates), then acting latency at batch 1 and at batch EVAL_ENVS
+    (`act_calls` timed calls each) with the agent's own acting settings. One row per agent."""
+    store = synthetic_store(device, size=store_size)
+    compared = benchmark_agents(algos, overrides)
+    agents = {}
+    for b in compared:
+        torch.manual_seed(0)
+        agents[b.algo] = make_agent(b.config, OBS_DIM, ACTION_DIM, b.total_steps, device)
+    training = time_updates(agents, store, train_steps, rounds, device)
+    rows = []
+    for b in compared:
+        steps = b.config.diffusion.sampling_steps if b.algo == "diffusion_ql" else b.config.act_sampling_steps
+        row: dict[str, Any] = {"agent": b.algo, "experiment": b.experiment, **training[b.algo],
+                               "compile": b.config.compile, "act_candidates": b.config.act_candidates,
+                               "act_sampling_steps": steps, "act_temperature": b.config.act_temperature}
+        for batch in (1, EVAL_ENVS):
+            row[f"first_act_s_b{batch}"], row[f"ms_b{batch}"] = time_acting(agents[b.algo], batch, act_calls, device)
+        rows.append(row)
+    return rows
+
+
 def run_worker(s: Settings, threads: int) -> dict[str, Any]:
     device = torch.device(s.device)
     if device.type == "cpu":
         torch.set_num_threads(threads)
+    if s.compare:
+        return {"threads": threads, "sgemm_gflops": sgemm_gflops(device),
+                "agents": compare_agents(device, train_steps=s.train_steps, rounds=s.rounds, act_calls=s.act_calls)}
     out: dict[str, Any] = {"threads": threads, "sgemm_gflops": sgemm_gflops(device),
                            "update_gflop": update_gflop(device, s.algo)}
     out["training"] = bench_training(s, device)
@@ -330,6 +420,25 @@ def print_report(results: list[dict[str, Any]], s: Settings) -> None:
                      for r in results for e in r.get("export", [])], device)
 
 
+def print_compare_report(results: list[dict[str, Any]], s: Settings) -> None:
+    """--compare's table: one row per agent (and thread count)."""
+    device = torch.device(s.device)
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    print(f"\n# cmrl benchmark: every agent at its benchmark settings\nmachine: {machine(device)}{load}")
+    for r in results:
+        print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s")
+    print(f"\n## Training throughput (batch {BATCH}; median of {s.rounds} round-robin rounds of {s.train_steps} "
+          f"updates) and acting latency (each agent's acting settings; batch {EVAL_ENVS} = the benchmark's "
+          "evaluation environments)")
+    print("Settings: configs/config.yaml composed with `experiment=<settings source> agent=<agent>`.")
+    print_table(["agent", "settings source (experiment)", "steps/s", "best", "worst", "steps/CPU-s",
+                 "first update (s)", "ms/action batch 1", f"ms/call batch {EVAL_ENVS}"],
+                [(r, [a["agent"], a["experiment"], f"{a['steps_per_s']:.1f}", f"{a['best']:.1f}", f"{a['worst']:.1f}",
+                      f"{a['steps_per_cpu_s']:.1f}", f"{a['first_update_s']:.1f}", f"{a['ms_b1']:.3f}",
+                      f"{a[f'ms_b{EVAL_ENVS}']:.2f}"])
+                 for r in results for a in r["agents"]], device)
+
+
 def print_table(columns: list[str], rows: list[tuple[dict[str, Any], list[str]]], device: torch.device) -> None:
     """A Markdown table whose rows start with the device and the thread count of their result."""
     print("| " + " | ".join(["device", "threads", *columns]) + " |")
@@ -350,6 +459,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
     p.add_argument("--act-candidates", default="1,50", help="candidates of the acting table, comma-separated")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation throughput")
     p.add_argument("--export", action="store_true", help="also time exported policies (TorchScript, ONNX) at batch 1")
+    p.add_argument("--compare", action="store_true",
+                   help="time every agent side by side at its benchmark experiment's settings (one table); "
+                        "ignores --algo, --modes, --act-steps, --act-candidates, --no-eval and --export")
     p.add_argument("--json", help="also write the raw results to this file")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # internal: run one thread count, print JSON
     args = p.parse_args(argv)
@@ -365,7 +477,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Setti
                  act_steps=[1] if baseline else _ints(args.act_steps or ("1,2" if args.quick else "1,2,5")),
                  act_candidates=[1] if baseline else _ints(args.act_candidates),
                  act_calls=100 if args.quick else 300,
-                 eval_episodes=0 if args.no_eval else (10 if args.quick else 30), export=args.export)
+                 eval_episodes=0 if args.no_eval else (10 if args.quick else 30), export=args.export,
+                 compare=args.compare)
     return args, s
 
 
@@ -390,10 +503,15 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"the {threads}-thread run failed (exit status {done.returncode})", file=sys.stderr)
                 continue
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print_report(results, s)
+    if s.compare:
+        print_compare_report(results, s)
+    else:
+        print_report(results, s)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"settings": s.__dict__, "results": results}, f, indent=1)
+            ignored = {"algo", "modes", "act_steps", "act_candidates", "eval_episodes", "export"}  # by --compare
+            settings = {key: value for key, value in s.__dict__.items() if not (s.compare and key in ignored)}
+            json.dump({"settings": settings, "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
