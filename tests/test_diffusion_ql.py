@@ -202,7 +202,8 @@ def test_agent_protocol_update_act_diagnostics():
      r"agent\.train_sampling_steps"),
     (dict(act_sampling_sigmas=[1.0, 0.5]), r"agent\.act_sampling_sigmas .* agent\.diffusion\.sampling_steps"),
     (dict(train_sampling_steps=0), r"agent\.train_sampling_steps must be > 0"),
-    (dict(algo="diffusion_bc", act_candidates=4), r"agent\.act_candidates > 1 .* agent=diffusion_ql"),
+    (dict(algo="diffusion_bc", act_candidates=4),
+     r"agent\.act_candidates > 1 .* one of consistency_ac, consistency_fql, diffusion_ql"),
 ])
 def test_config_errors_name_the_key(kw, message):
     with pytest.raises(ConfigError, match=message):

@@ -16,7 +16,7 @@ from cmrl.nn import ACTIVATIONS
 
 ALGOS = ("consistency_ac", "consistency_bc", "consistency_fql", "diffusion_bc", "diffusion_ql", "td3_bc", "iql",
          "rebrac")
-Q_RANKED = ("consistency_ac", "diffusion_ql")  # the agents with a critic that ranks act_candidates
+Q_RANKED = ("consistency_ac", "consistency_fql", "diffusion_ql")  # the agents with a critic that ranks act_candidates
 CRITIC_TARGETS = ("td", "td_return_bound")
 
 
@@ -194,10 +194,9 @@ class AgentConfig:
             raise ConfigError(f"{prefix}.time_embed_dim must be even and >= 4, got {self.time_embed_dim}")
         if self.algo not in Q_RANKED and self.act_candidates > 1:
             why = (f"{self.algo} has no critic" if self.algo in ("consistency_bc", "diffusion_bc")
-                   else f"{self.algo} acts with its one-step policy" if self.algo == "consistency_fql"
                    else f"{self.algo} acts deterministically")
             raise ConfigError(f"{prefix}.act_candidates > 1 picks actions by Q, but {why}; "
-                             "set act_candidates=1 or use agent=consistency_ac or agent=diffusion_ql")
+                             f"set act_candidates=1 or use one of {', '.join(Q_RANKED)}")
         if self.algo.startswith("diffusion_"):
             grids = {"train_sampling_sigmas": "train_sampling_steps", "act_sampling_sigmas": "diffusion.sampling_steps"}
             for key, grid in grids.items():

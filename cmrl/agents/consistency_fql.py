@@ -18,9 +18,9 @@ term (Consistency-AC's normalised one, Q the ensemble's mean with frozen paramet
 its samples uphill. Unlike Consistency-AC, the Q term never backpropagates through the consistency
 sampler, and the regulariser's scale is fixed: L_CM's iCT weight 1/(sigma_{n+1} - sigma_n) grows ~40x
 as the curriculum doubles N, which drowns Consistency-AC's Q term (docs/experiments.md, "how much the
-actor's Q term steers"). Acting is one pass, a = mu_omega(s, alpha_T z) with alpha_T = act_temperature;
-the critic and the EMA target f_theta_ema are for training only. mu_omega has its own optimiser (Adam,
-actor_lr, the cosine schedule, actor_grad_clip) and no EMA, as in FQL.
+actor's Q term steers"). Acting is one pass, a = mu_omega(s, alpha_T z) with alpha_T = act_temperature
+(with act_candidates N > 1: the best of N such draws by min_k Q_k, as Consistency-AC acts). mu_omega has
+its own optimiser (Adam, actor_lr, the cosine schedule, actor_grad_clip) and no EMA, as in FQL.
 """
 from __future__ import annotations
 
@@ -117,8 +117,9 @@ class ConsistencyFQL(QCriticAgent[ConsistencyPolicy], ConsistencyBC):
         """mu_omega takes one z."""
         return 1
 
-    def select_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
-        """a = mu_omega(s, z), z the (temperature-scaled) acting noise."""
+    def sample_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
+        """a = mu_omega(s, z), z the (temperature-scaled) acting noise; with act_candidates > 1 the
+        critic ranks several of these (QCriticAgent.select_actions)."""
         return self.one_step(obs, noise[0])
 
     def _modules(self) -> dict[str, Optional[Any]]:

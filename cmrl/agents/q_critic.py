@@ -201,14 +201,18 @@ class QCriticAgent(PolicyAgent[P]):
         return [*super()._schedulers(), self.critic_scheduler]
 
     # --- acting -------------------------------------------------------------------------------
+    def sample_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
+        """One action per row of `obs` by the acting sampler: the behaviour-cloning base's."""
+        return super().select_actions(obs, noise)
+
     def select_actions(self, obs: Tensor, noise: list[Tensor]) -> Tensor:
-        """One sample per state, or the best of act_candidates samples (the base's acting sampler on
-        the state repeated) by min_k Q_k."""
+        """One sample per state, or the best of act_candidates samples (`sample_actions` on the state
+        repeated) by min_k Q_k."""
         n = self.cfg.act_candidates
         if n == 1:
-            return super().select_actions(obs, noise)
+            return self.sample_actions(obs, noise)
         repeated = obs.repeat_interleave(n, dim=0)
-        candidates = super().select_actions(repeated, noise)
+        candidates = self.sample_actions(repeated, noise)
         q = self.critic(repeated, candidates).min(0).values.view(-1, n)
         best = q.argmax(1)
         return candidates.view(-1, n, self.action_dim)[torch.arange(obs.shape[0], device=obs.device), best]
