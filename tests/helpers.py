@@ -1,8 +1,12 @@
 """Small configurations shared by the training tests."""
 from __future__ import annotations
 
+import copy
+import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -87,3 +91,49 @@ def known_q_toy_means(config_for_eta: Callable[[float], AgentConfig], steps: int
         assert (q - grid.view(1, -1)).abs().max().item() < q_tolerance
         means[eta] = agent.act(test_obs, torch.Generator().manual_seed(2)).mean().item()
     return means
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py imported as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cmrl_{name}_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_resume_is_exact(cfg: AgentConfig, batches: list[Batch], obs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """len(batches) // 2 updates, a state_dict round trip into a fresh agent (another seed), the other
+    half on both: every tensor, every metric and the actions on `obs` must be equal bit for bit. Returns
+    the resumed agent's tensors (for checks of what the state holds)."""
+    half = len(batches) // 2
+    obs_dim, action_dim = batches[0].observations.shape[1], batches[0].actions.shape[1]
+    torch.manual_seed(0)
+    straight = make_agent(cfg, obs_dim, action_dim, len(batches))
+    for b in batches[:half]:
+        straight.update(b)
+    state, rng = copy.deepcopy(straight.state_dict()), torch.get_rng_state()
+    straight_metrics = [straight.update(b) for b in batches[half:]]
+    torch.manual_seed(123)
+    resumed = make_agent(cfg, obs_dim, action_dim, len(batches))
+    resumed.load_state_dict(state)
+    torch.set_rng_state(rng)
+    resumed_metrics = [resumed.update(b) for b in batches[half:]]
+    a, b = flat_tensors(straight.state_dict()), flat_tensors(resumed.state_dict())
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(ma[k].item() == mb[k].item() for ma, mb in zip(straight_metrics, resumed_metrics) for k in ma)
+    assert torch.equal(straight.act(obs, torch.Generator().manual_seed(3)),
+                       resumed.act(obs, torch.Generator().manual_seed(3)))
+    assert straight.state_dict().keys() == resumed.state_dict().keys()
+    return b
+
+
+def toy_batch(n: int = 64, obs_dim: int = 3, action_dim: int = 2, seed: int = 0) -> Batch:
+    """A random batch: observations N(0, I), actions U[-1, 1], rewards N(0, 1), 10 % terminals."""
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(n, obs_dim, generator=g), torch.rand(n, action_dim, generator=g) * 2 - 1,
+                 torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g),
+                 (torch.rand(n, generator=g) < 0.1).float())

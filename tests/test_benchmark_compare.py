@@ -1,25 +1,12 @@
 """scripts/benchmark.py --compare: every agent timed side by side at the settings its benchmark run uses."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import torch
+from helpers import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("cmrl_benchmark_script", ROOT / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load_benchmark()
+benchmark = load_script("benchmark")
 
 
 def test_compare_composes_the_benchmark_settings_and_times_every_agent(one_thread):

@@ -1,29 +1,17 @@
 """scripts/collect.py: Minari datasets from a random policy or a cmrl checkpoint, read back by cmrl."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import minari
 import numpy as np
 import pytest
+from helpers import load_script
 
 from cmrl.data import load_minari
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_collect():
-    spec = importlib.util.spec_from_file_location("cmrl_collect_script", ROOT / "scripts" / "collect.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-collect = _load_collect()
+collect = load_script("collect")
 
 
 @pytest.fixture

@@ -4,18 +4,16 @@ pass, exact resume, the Agent protocol, configuration and export errors, and a s
 Trainer."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose, flat_tensors, known_q_toy_means, tiny_config
+from helpers import assert_resume_is_exact, compose, flat_tensors, known_q_toy_means, tiny_config, toy_batch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from cmrl.agents import Agent, AgentConfig, ConsistencyFQL, make_agent
 from cmrl.consistency import ICT
-from cmrl.data import Batch
 from cmrl.errors import ConfigError
 from cmrl.export.policy import exported_policy
 from cmrl.training.loggers import read_metrics
@@ -29,13 +27,6 @@ def small_cfg(**kw) -> AgentConfig:
                 min_lr_ratio=1.0, ema_start_step=0)
     base.update(kw)
     return AgentConfig(**base)
-
-
-def toy_batch(n: int = 64, obs_dim: int = 3, action_dim: int = 2, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(torch.randn(n, obs_dim, generator=g), torch.rand(n, action_dim, generator=g) * 2 - 1,
-                 torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g),
-                 (torch.rand(n, generator=g) < 0.1).float())
 
 
 class _OffsetLinearQ(nn.Module):
@@ -154,32 +145,14 @@ def test_eta_moves_the_policy_towards_higher_q():
     assert means[1.0] > 0.6
 
 
-@pytest.mark.parametrize("overrides", [{}, dict(max_q_backup=True, backup_samples=3)])
+@pytest.mark.parametrize("overrides", [{}, dict(max_q_backup=True, backup_samples=3, act_candidates=3)])
 def test_resume_is_exact(overrides):
-    """N updates, state_dict round trip into a fresh agent, N more == 2N straight, bit for bit."""
+    """N updates, state_dict round trip into a fresh agent, N more == 2N straight, bit for bit, the
+    one-step policy's optimiser and schedule included."""
     cfg = small_cfg(min_lr_ratio=0.0, ema_decay=0.5, ema_start_step=2, **overrides)
-    batches = [toy_batch(seed=s) for s in range(6)]
-    torch.manual_seed(0)
-    straight = make_agent(cfg, 3, 2, 6)
-    for b in batches[:3]:
-        straight.update(b)
-    state, rng = copy.deepcopy(straight.state_dict()), torch.get_rng_state()
-    straight_metrics = [straight.update(b) for b in batches[3:]]
-    torch.manual_seed(123)
-    resumed = make_agent(cfg, 3, 2, 6)
-    resumed.load_state_dict(state)
-    torch.set_rng_state(rng)
-    resumed_metrics = [resumed.update(b) for b in batches[3:]]
-    a, b = flat_tensors(straight.state_dict()), flat_tensors(resumed.state_dict())
-    assert a.keys() == b.keys() and {"/one_step/net.0.weight", "/critic_target/net.0.weight"} <= set(a)
-    assert any(k.startswith("/one_step_optimizer/") for k in a)
-    assert straight.state_dict()["one_step_scheduler"] == resumed.state_dict()["one_step_scheduler"]
-    assert straight.state_dict()["one_step_scheduler"]["last_epoch"] == 6
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert all(ma[k].item() == mb[k].item() for ma, mb in zip(straight_metrics, resumed_metrics) for k in ma)
-    obs = toy_batch().observations[:5]
-    assert torch.equal(straight.act(obs, torch.Generator().manual_seed(3)),
-                       resumed.act(obs, torch.Generator().manual_seed(3)))
+    state = assert_resume_is_exact(cfg, [toy_batch(seed=s) for s in range(6)], toy_batch().observations[:5])
+    assert {"/one_step/net.0.weight", "/critic_target/net.0.weight"} <= set(state)
+    assert any(k.startswith("/one_step_optimizer/") for k in state)
 
 
 def test_diagnostics_measure_the_one_step_policy_and_change_nothing():

@@ -3,12 +3,11 @@ every step of the Heun sampler against a hand-built sampler, learning towards hi
 exact resume, the Agent protocol, configuration errors, and a short run through the Trainer."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose, flat_tensors, known_q_toy_means, tiny_config
+from helpers import assert_resume_is_exact, compose, flat_tensors, known_q_toy_means, tiny_config, toy_batch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
@@ -28,13 +27,6 @@ def small_cfg(**kw) -> AgentConfig:
     cfg = AgentConfig(**base)
     cfg.diffusion.sampling_steps = 3
     return cfg
-
-
-def toy_batch(n: int = 64, obs_dim: int = 3, action_dim: int = 2, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(torch.randn(n, obs_dim, generator=g), torch.rand(n, action_dim, generator=g) * 2 - 1,
-                 torch.randn(n, generator=g), torch.randn(n, obs_dim, generator=g),
-                 (torch.rand(n, generator=g) < 0.1).float())
 
 
 class _OffsetLinearQ(nn.Module):
@@ -142,25 +134,8 @@ def _state_tensors(agent) -> dict[str, Tensor]:
 def test_resume_is_exact(overrides):
     """N updates, state_dict round trip into a fresh agent, N more == 2N straight, bit for bit."""
     cfg = small_cfg(min_lr_ratio=0.0, ema_decay=0.5, ema_start_step=2, **overrides)
-    batches = [toy_batch(seed=s) for s in range(6)]
-    torch.manual_seed(0)
-    straight = make_agent(cfg, 3, 2, 6)
-    for b in batches[:3]:
-        straight.update(b)
-    state, rng = copy.deepcopy(straight.state_dict()), torch.get_rng_state()
-    straight_metrics = [straight.update(b) for b in batches[3:]]
-    torch.manual_seed(123)
-    resumed = make_agent(cfg, 3, 2, 6)
-    resumed.load_state_dict(state)
-    torch.set_rng_state(rng)
-    resumed_metrics = [resumed.update(b) for b in batches[3:]]
-    a, b = _state_tensors(straight), _state_tensors(resumed)
-    assert a.keys() == b.keys() and {"/critic_target/net.0.weight", "/ema_policy/net.0.weight"} <= set(a)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert all(ma[k].item() == mb[k].item() for ma, mb in zip(straight_metrics, resumed_metrics) for k in ma)
-    obs = toy_batch().observations[:5]
-    assert torch.equal(straight.act(obs, torch.Generator().manual_seed(3)),
-                       resumed.act(obs, torch.Generator().manual_seed(3)))
+    state = assert_resume_is_exact(cfg, [toy_batch(seed=s) for s in range(6)], toy_batch().observations[:5])
+    assert {"/critic_target/net.0.weight", "/ema_policy/net.0.weight"} <= set(state)
 
 
 def test_agent_protocol_update_act_diagnostics():
