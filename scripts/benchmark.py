@@ -382,11 +382,16 @@ def machine(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
 
 
+def print_header(title: str, device: torch.device) -> None:
+    """The report's title, the machine and the load average."""
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    print(f"\n# cmrl benchmark: {title}\nmachine: {machine(device)}{load}")
+
+
 def print_report(results: list[dict[str, Any]], s: Settings) -> None:
     device = torch.device(s.device)
-    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
     name = "Consistency-AC, reference setting" if s.algo == "consistency_ac" else f"{s.algo}, published setting"
-    print(f"\n# cmrl benchmark: {name}\nmachine: {machine(device)}{load}")
+    print_header(name, device)
     for r in results:
         print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s; one update is "
               f"{r['update_gflop']:.2f} GFLOP of matrix products: {r['sgemm_gflops'] / r['update_gflop']:.0f} "
@@ -423,8 +428,7 @@ def print_report(results: list[dict[str, Any]], s: Settings) -> None:
 def print_compare_report(results: list[dict[str, Any]], s: Settings) -> None:
     """--compare's table: one row per agent (and thread count)."""
     device = torch.device(s.device)
-    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
-    print(f"\n# cmrl benchmark: every agent at its benchmark settings\nmachine: {machine(device)}{load}")
+    print_header("every agent at its benchmark settings", device)
     for r in results:
         print(f"sgemm 256^3 ({r['threads']} thread(s)): {r['sgemm_gflops']:.0f} GFLOP/s")
     print(f"\n## Training throughput (batch {BATCH}; median of {s.rounds} round-robin rounds of {s.train_steps} "

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 from torch import Tensor, nn
 
-from cmrl.agents import Agent, ConsistencyAC, ConsistencyBC, ConsistencyFQL
+from cmrl.agents import Agent, ConsistencyAC, ConsistencyBC
 from cmrl.consistency import consistency_output, network_inputs
 from cmrl.critics import QEnsemble
 from cmrl.data.transforms import DataTransforms
@@ -128,7 +128,8 @@ class RankedExportedPolicy(ExportedPolicy):
 
 def exported_policy(agent: Agent, transforms: DataTransforms) -> ExportedPolicy:
     """The acting chain of `agent` (its acting settings as configured) around `transforms`."""
-    if not isinstance(agent, ConsistencyBC) or isinstance(agent, ConsistencyFQL):
+    # exactly these two: a subclass may act otherwise (ConsistencyFQL acts with its one-step policy)
+    if not isinstance(agent, ConsistencyBC) or type(agent) not in (ConsistencyBC, ConsistencyAC):
         raise ConfigError(f"cannot export a {type(agent).__name__}: only consistency policies "
                           "(consistency_bc, consistency_ac) can be exported")
     cfg = agent.cfg

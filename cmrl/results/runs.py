@@ -23,7 +23,6 @@ CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
 NORMALIZED_KEY = "eval/normalized_mean"
 RETURN_KEY = "eval/return_mean"
-# config keys that never make two runs different experiments (seeds, bookkeeping, resources)
 # Keys that differ between the seeds of one experiment without making it another: seeds, where and how
 # it ran, and per-run paths (a distilled student's teacher is the teacher trained with the same seed).
 NON_VARIANT_KEYS = ("seed", "resume", "device", "threads", "eval_envs", "checkpoint_every", "init_from",
