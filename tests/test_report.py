@@ -161,7 +161,7 @@ def test_aggregate_curves_interpolates_onto_the_common_range():
 # --- synthetic run directories --------------------------------------------------------------------------
 def make_run(root: Path, name: str, *, dataset="data/bench/hopper-medium.hdf5", env_id="Hopper-v5",
              algo="consistency_ac", seed=0, steps=1000, final=50.0, best=None, curve=None, eta=1.0,
-             refs=True, summary=True, behaviour=40.0) -> Path:
+             refs=True, summary=True, behaviour=40.0, data_return=1200.0, fingerprint=None) -> Path:
     """A run directory as scripts/train.py writes it: config.yaml, metrics.jsonl, summary.json."""
     run = root / name
     run.mkdir(parents=True)
@@ -185,7 +185,8 @@ def make_run(root: Path, name: str, *, dataset="data/bench/hopper-medium.hdf5", 
             "wall_time_s": 12.5, "final_return_mean": final * 30.0, "final_return_std": 3.0,
             "final_normalized": final if refs else None, "final_normalized_std": 1.0 if refs else None,
             "best_normalized": best if refs else None, "dataset_normalized": behaviour if refs else None,
-            "dataset_mean_return": 1200.0, "eval_episodes": 10}))
+            "dataset_mean_return": data_return, "eval_episodes": 10}
+            | ({} if fingerprint is None else {"dataset_fingerprint": fingerprint})))
     return run
 
 
@@ -325,6 +326,28 @@ def test_report_script_end_to_end(sweep: Path, tmp_path: Path):
     md = (out / "results.md").read_text()
     assert "curves_data_bench_hopper-medium.hdf5.png" in md
     assert len((out / "runs.csv").read_text().strip().splitlines()) == 13
+
+
+def test_runs_on_different_files_of_one_dataset_are_refused(tmp_path: Path):
+    """Same generator, seed and name, another file (e.g. made on another CPU): its runs are not comparable."""
+    same = [load_run(make_run(tmp_path, "a", fingerprint="0ede933d23adb827")),
+            load_run(make_run(tmp_path, "b", seed=1, fingerprint="0ede933d23adb827")),
+            load_run(make_run(tmp_path, "old", seed=2))]  # written before fingerprints: told by the mean return
+    assert [g.seeds for g in group_runs(same)] == [[0, 1, 2]]
+    other = load_run(make_run(tmp_path, "c", seed=3, fingerprint="b5ecf7130a06913d", data_return=1190.5))
+    with pytest.raises(ValueError, match=r"trained on 2 different files \(data fingerprint 0ede933d23adb827: 2 run"):
+        group_runs(same + [other])
+    older = load_run(make_run(tmp_path, "d", seed=4, data_return=1190.5))  # no fingerprints: the mean return tells
+    with pytest.raises(ValueError, match="data mean return 1200.000000: 1 run"):
+        group_runs([same[2], older])
+    elsewhere = load_run(make_run(tmp_path, "e", dataset="data/bench/hopper-mixed.hdf5", fingerprint="344d1b499170c30e",
+                                  data_return=205.4))
+    assert len(group_runs(same + [elsewhere])) == 2  # other datasets may differ, of course
+
+    proc = subprocess.run([sys.executable, str(REPORT), str(tmp_path), "--out", str(tmp_path / "report")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "report: error:" in proc.stderr and "not comparable" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "report").exists()
 
 
 def test_report_script_errors_without_finished_runs(tmp_path: Path):

@@ -5,6 +5,7 @@ on a small D4RL-layout Pendulum file), but each job still pays Python + torch st
 multirun tests take 10-40 s each."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -235,6 +236,18 @@ def test_make_bench_data_script_writes_and_keeps_files(tmp_path):
     again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0 and "kept" in again.stdout
     assert not list(tmp_path.glob(".*.hdf5"))  # no temporary files left behind
+    # the check against the reference files: a match says so, another file is warned about and kept
+    digest = hashlib.sha256((tmp_path / "hopper-medium.hdf5").read_bytes()).hexdigest()
+    reference = tmp_path / "reference.sha256"
+    for listed, said in ((digest, "the benchmark's reference file"), ("0" * 64, "is not the benchmark's reference")):
+        reference.write_text(f"# transitions=300 seed=0\n{listed}  hopper-medium.hdf5\n")
+        proc = subprocess.run(script, env={**env, "REFERENCE": str(reference)}, capture_output=True, text=True,
+                              timeout=180)
+        assert proc.returncode == 0 and said in proc.stdout + proc.stderr
+    assert hashlib.sha256((tmp_path / "hopper-medium.hdf5").read_bytes()).hexdigest() == digest
+    reference.write_text(f"# transitions=200000 seed=0\n{'0' * 64}  hopper-medium.hdf5\n")  # other settings
+    proc = subprocess.run(script, env={**env, "REFERENCE": str(reference)}, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0 and "reference" not in proc.stdout + proc.stderr
 
 
 # --- the SLURM preset ----------------------------------------------------------------------------------

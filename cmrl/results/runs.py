@@ -48,6 +48,8 @@ class RunResult:
     final_normalized: Optional[float]
     best_normalized: Optional[float]
     dataset_normalized: Optional[float]
+    dataset_mean_return: Optional[float] = None
+    dataset_fingerprint: Optional[str] = None  # None in summaries written before fingerprints were recorded
     config: dict[str, Any] = field(default_factory=dict)  # flattened: {"agent.eta": 1.0, ...}
     curve_steps: np.ndarray = field(default_factory=lambda: np.empty(0))
     curve_normalized: np.ndarray = field(default_factory=lambda: np.empty(0))  # NaN where not logged
@@ -149,6 +151,8 @@ def load_run(run_dir: str | os.PathLike) -> RunResult:
             final_normalized=_optional_float(summary.get("final_normalized")),
             best_normalized=_optional_float(summary.get("best_normalized")),
             dataset_normalized=_optional_float(summary.get("dataset_normalized")),
+            dataset_mean_return=_optional_float(summary.get("dataset_mean_return")),
+            dataset_fingerprint=summary.get("dataset_fingerprint"),
             config=config,
             curve_steps=steps,
             curve_normalized=normalized,
@@ -237,10 +241,40 @@ class RunGroup:
         return f"{self.algo} ({self.variant})" if self.variant else self.algo
 
 
+def check_same_data(runs: list[RunResult]) -> None:
+    """Raise ValueError when runs that name the same dataset and environment trained on different files.
+
+    Two files made by the same generator and seed on different CPUs can differ (the rollouts diverge
+    from the last bit of a matrix product on), and their scores are not comparable. A file is told by
+    the summary's ``dataset_fingerprint``; summaries written before it was recorded are told by the
+    data's mean episode return, which differs between such files.
+    """
+    by_data: dict[tuple[str, str], list[RunResult]] = {}
+    for run in runs:
+        by_data.setdefault((run.dataset, run.env_id), []).append(run)
+    for (dataset, env_id), members in sorted(by_data.items()):
+        for what, value_of in (("fingerprint", lambda r: r.dataset_fingerprint),
+                               ("mean return", lambda r: None if r.dataset_mean_return is None
+                                else f"{r.dataset_mean_return:.6f}")):
+            versions: dict[str, list[RunResult]] = {}
+            for run in members:
+                value = value_of(run)
+                if value is not None:
+                    versions.setdefault(value, []).append(run)
+            if len(versions) > 1:
+                listed = "; ".join(
+                    f"data {what} {value}: {len(found)} run(s), e.g. {found[0].run_dir}"
+                    for value, found in sorted(versions.items(), key=lambda item: -len(item[1])))
+                raise ValueError(
+                    f"the runs on dataset {dataset!r} ({env_id}) trained on {len(versions)} different files "
+                    f"({listed}); scores on different files are not comparable: report the runs of one file at a time")
+
+
 def group_runs(runs: list[RunResult]) -> list[RunGroup]:
     """Group runs into experiments: by (dataset, env_id, algo), then by the values of the config keys
     that differ within that set (e.g. ``agent.eta`` in a sweep over it, or ``steps``). Sorted by
-    dataset, algorithm and variant."""
+    dataset, algorithm and variant. Runs of one dataset name must come from one file (check_same_data)."""
+    check_same_data(runs)
     by_task: dict[tuple[str, str, str], list[RunResult]] = {}
     for run in runs:
         by_task.setdefault((run.dataset, run.env_id, run.algo), []).append(run)

@@ -76,6 +76,7 @@ class RunSummary:
     dataset_normalized: Optional[float]
     dataset_mean_return: float
     eval_episodes: int
+    dataset_fingerprint: str  # run_identity.fingerprint of the arrays trained on: runs share data iff equal
 
 
 class Trainer:
@@ -266,7 +267,8 @@ class Trainer:
             final_return_mean=result.mean_return, final_return_std=result.std_return,
             final_normalized=result.normalized_mean, final_normalized_std=result.normalized_std,
             best_normalized=self.best_normalized, dataset_normalized=dataset_metrics.get("dataset/normalized_score"),
-            dataset_mean_return=dataset_metrics["dataset/mean_return"], eval_episodes=self.cfg.eval_episodes)
+            dataset_mean_return=dataset_metrics["dataset/mean_return"], eval_episodes=self.cfg.eval_episodes,
+            dataset_fingerprint=self.identity["fingerprint"])
 
 
 def check_losses(metrics: dict[str, float], step: int, checkpoint: Path) -> None:
