@@ -34,6 +34,7 @@ def test_a_run_writes_config_metrics_checkpoint_and_summary(tmp_path: Path) -> N
     payload = load_checkpoint(tmp_path / "checkpoint.pt")
     assert payload["step"] == 40 and payload["env_id"] == "Pendulum-v1"
     assert saved["dataset_fingerprint"] == payload["dataset_identity"]["fingerprint"]  # report.py tells files apart
+    assert saved["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # the arithmetic a rerun must match
 
 
 def test_resume_after_a_crash_equals_the_straight_run(tmp_path: Path) -> None:

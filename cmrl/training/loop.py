@@ -77,6 +77,9 @@ class RunSummary:
     dataset_mean_return: float
     eval_episodes: int
     dataset_fingerprint: str  # run_identity.fingerprint of the arrays trained on: runs share data iff equal
+    # The SIMD level of torch's CPU kernels, eager and compiled (AVX2, AVX512, ...; ATEN_CPU_CAPABILITY
+    # sets it before torch runs a kernel): two CPUs reproduce a run bit for bit only at the same level.
+    cpu_capability: str
 
 
 class Trainer:
@@ -268,7 +271,7 @@ class Trainer:
             final_normalized=result.normalized_mean, final_normalized_std=result.normalized_std,
             best_normalized=self.best_normalized, dataset_normalized=dataset_metrics.get("dataset/normalized_score"),
             dataset_mean_return=dataset_metrics["dataset/mean_return"], eval_episodes=self.cfg.eval_episodes,
-            dataset_fingerprint=self.identity["fingerprint"])
+            dataset_fingerprint=self.identity["fingerprint"], cpu_capability=torch.backends.cpu.get_cpu_capability())
 
 
 def check_losses(metrics: dict[str, float], step: int, checkpoint: Path) -> None:
