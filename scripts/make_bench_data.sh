@@ -24,9 +24,9 @@
 # Xeon, hopper-medium's behaviour scored 48.6; made on an AMD EPYC, 48.9), and scores on different files
 # are not comparable (scripts/report.py refuses to pool them). The benchmark's tables use the files whose
 # SHA-256 are in scripts/bench_data.sha256 (200k transitions, seed 0); each file made or kept is checked
-# against them. NumPy and OpenBLAS are pinned to their AVX2 code paths below, the paths an AMD EPYC takes
-# anyway (its files are the same with and without the pins): whether that makes an AVX-512 Xeon write
-# the reference files is not yet measured; the check says so where it runs.
+# against them. NumPy and OpenBLAS are pinned to their AVX2 code paths below: with them an AMD EPYC with
+# AVX2 and one with AVX-512 both wrote the reference files (2026-12-01, 2026-12-02); whether an Intel
+# Xeon does is not yet measured; the check says so where it runs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
