@@ -184,7 +184,7 @@ def test_the_config_entry():
     assert isinstance(cfg, AgentConfig)
     cfg.validate()
     assert cfg.algo == "consistency_fql" and cfg.eta == 1.0 and cfg.fql.alpha == 1.0
-    assert cfg.consistency == ICT and cfg.act_candidates == 1
+    assert cfg.consistency == ICT and cfg.act_candidates == 10
 
 
 def test_a_short_run_through_the_trainer(tmp_path: Path):

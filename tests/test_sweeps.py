@@ -152,7 +152,7 @@ def test_optuna_sweeper_maximises_the_final_score_past_failed_trials(tmp_path, p
 def test_bench_experiment_declares_the_whole_benchmark():
     cfg = compose(["experiment=bench_d4rl_style"])
     params = cfg.hydra.sweeper.params
-    assert params.agent.split(",") == ["consistency_ac", "consistency_bc"]
+    assert params.agent.split(",") == ["consistency_ac", "consistency_bc", "consistency_fql"]
     assert params.dataset.split(",") == BENCH_DATASETS
     assert params.seed.split(",") == ["0", "1", "2", "3", "4"]
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
