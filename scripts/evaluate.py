@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint in its environment: `python scripts/evaluate.py checkpoint=PATH episodes=50`.
 
-Prints the mean and std of the episode return and the normalised score, over `episodes` episodes
-with fixed seeds (vectorised over `envs` environments); `video_dir=DIR` records the first episode.
+Prints the mean and std of the episode return, the mean episode length and the normalised score, over
+`episodes` episodes with fixed seeds (vectorised over `envs` environments); `video_dir=DIR` records the first
+episode.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def main(cfg: DictConfig) -> None:
     print(f"checkpoint {cfg.checkpoint} (step {loaded.step}, {loaded.config.agent.algo}) in {loaded.env_id}, "
           f"{cfg.episodes} episodes from seed {cfg.seed}")
     print(f"return {result.mean_return:.2f} +- {result.std_return:.2f}")
+    print(f"episode length {result.lengths.mean():.1f} (min {result.lengths.min()}, max {result.lengths.max()})")
     if result.normalized_mean is not None:
         print(f"normalised score {result.normalized_mean:.2f} +- {result.normalized_std:.2f}")
     if cfg.video_dir:

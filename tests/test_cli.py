@@ -63,6 +63,7 @@ def test_evaluate_a_checkpoint(trained_run: Path) -> None:
     proc = run_script("evaluate.py", f"checkpoint={trained_run / 'checkpoint.pt'}", "episodes=3", "envs=3")
     assert proc.returncode == 0, proc.stderr
     assert "in Pendulum-v1, 3 episodes" in proc.stdout and "normalised score" in proc.stdout
+    assert "episode length 200.0 (min 200, max 200)" in proc.stdout  # Pendulum-v1 always runs its 200 steps
 
 
 def test_evaluate_overrides_the_acting_settings(trained_run: Path) -> None:
